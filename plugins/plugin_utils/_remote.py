@@ -1,0 +1,199 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Run the shipped evidence script on an endpoint in one command and return its JSON document.
+
+Transport-portable in the way ansible.windows' ``_reboot.py`` is: the command is a complete
+``PowerShell ... -EncodedCommand`` line given to ``connection.exec_command``, which the winrm, psrp
+and ssh connection plugins all pass through unchanged. Request values travel only as base64 JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import threading
+import time
+import typing as t
+
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
+from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import decode_text
+
+EVIDENCE_FORMAT = 1
+SCRIPT_NAME = '_tetra_evidence.ps1'
+
+# CreateProcess takes 32,767 characters; base64 of UTF-16LE is 2.67x the script text.
+_INLINE_SCRIPT_LIMIT = 12000
+_POWERSHELL = 'PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand '
+_EXIT_ON_ERROR = '; If (-not $?) { If (Get-Variable LASTEXITCODE -ErrorAction SilentlyContinue) { exit $LASTEXITCODE } Else { exit 1 } }'
+_PRELUDE = "$ErrorActionPreference = 'Stop'\n$ProgressPreference = 'SilentlyContinue'\n"
+# Read the real script from stdin when it is too large for the command line.
+_STDIN_LOADER = "$TetraScript = [Console]::In.ReadToEnd()\n. ([ScriptBlock]::Create($TetraScript))\n"
+# Seconds the controller waits beyond the endpoint's own deadline before giving up on the call.
+_GRACE_S = 30
+_QUOTE_LIMIT = 400
+
+_AUTH_PATTERNS = re.compile(r'credentials were rejected|401|unauthori[sz]ed|authentication (failed|error)|logon failure', re.I)
+_RESET_PATTERNS = re.compile(r'reset by peer|connection aborted|remotedisconnected|broken pipe|connection reset|10054|forcibly closed', re.I)
+
+
+class RemoteError(Exception):
+    """A call that produced no evidence; ``result`` is the Ansible task result to return."""
+
+    def __init__(self, msg: str, unreachable: bool = False, **details: t.Any) -> None:
+        super().__init__(msg)
+        self.result: dict[str, t.Any] = dict(details, msg=msg)
+        if unreachable:
+            self.result['unreachable'] = True
+        else:
+            self.result['failed'] = True
+
+
+def load_script(name: str = SCRIPT_NAME) -> str:
+    """Return the text of a PowerShell script shipped beside this file."""
+    path = os.path.join(os.path.dirname(__file__), name)
+    with open(path, encoding='ascii') as handle:
+        return handle.read()
+
+
+def encode_request(request: dict[str, t.Any]) -> str:
+    """Base64 of the request JSON: the only way values reach the endpoint."""
+    payload = json.dumps(request, separators=(',', ':'), sort_keys=True).encode('utf-8')
+    return base64.b64encode(payload).decode('ascii')
+
+
+def build_command(script: str, request: dict[str, t.Any]) -> tuple[str, bytes | None]:
+    """Return the one command line and the stdin bytes (None when the script fits inline)."""
+    data_line = "$TetraRequest = '%s'\n" % encode_request(request)
+    if len(script) <= _INLINE_SCRIPT_LIMIT:
+        bootstrap, stdin = _PRELUDE + data_line + script, None
+    else:
+        bootstrap, stdin = _PRELUDE + data_line + _STDIN_LOADER, script.encode('utf-8')
+    encoded = base64.b64encode(bootstrap.encode('utf-16-le')).decode('ascii')
+    return _POWERSHELL + encoded + _EXIT_ON_ERROR, stdin
+
+
+def quote_output(data: bytes | str | None, limit: int = _QUOTE_LIMIT) -> str:
+    """A short printable excerpt of what came back, for messages."""
+    text = decode_text(data or b'').strip()
+    if len(text) > limit:
+        text = text[:limit] + '... (%d characters in all)' % len(text)
+    return text or '(nothing)'
+
+
+def clean_stderr(data: bytes | str | None) -> str:
+    """stderr without CLIXML framing; the progress records in it are noise."""
+    text = decode_text(data or b'')
+    if '#< CLIXML' not in text:
+        return text.strip()
+    messages = re.findall(r'<S S="Error">(.*?)</S>', text, re.S)
+    cleaned = ''.join(messages).replace('_x000D__x000A_', '\n')
+    return re.sub(r'_x([0-9A-F]{4})_', lambda m: chr(int(m.group(1), 16)), cleaned).strip()
+
+
+def parse_document(rc: int, stdout: bytes | str, stderr: bytes | str) -> dict[str, t.Any]:
+    """The endpoint's one JSON evidence document, or RemoteError quoting what came back."""
+    text = decode_text(stdout).strip()
+    details = {'rc': rc, 'stdout': quote_output(stdout), 'stderr': clean_stderr(stderr)[:_QUOTE_LIMIT]}
+    if rc != 0:
+        raise RemoteError('The evidence script exited with code %d: %s' % (rc, details['stderr'] or details['stdout']), **details)
+    if not text:
+        raise RemoteError('The endpoint returned no output (stderr: %s)' % (details['stderr'] or 'empty'), **details)
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise RemoteError('The endpoint did not return one JSON document (%s); it returned: %s' % (exc, details['stdout']), **details) from None
+    if not isinstance(document, dict) or document.get('format') != EVIDENCE_FORMAT:
+        raise RemoteError('The endpoint returned JSON that is not evidence format %d: %s' % (EVIDENCE_FORMAT, details['stdout']), **details)
+    return document
+
+
+def classify_connection_error(exc: Exception) -> str:
+    """'auth', 'reset' or 'other', from the connection plugin's message."""
+    message = to_text(exc)
+    if _AUTH_PATTERNS.search(message):
+        return 'auth'
+    if _RESET_PATTERNS.search(message):
+        return 'reset'
+    return 'other'
+
+
+class EvidenceCall:
+    """One evidence request to one endpoint through an Ansible connection."""
+
+    def __init__(self, connection: t.Any, request: dict[str, t.Any], script: str | None = None) -> None:
+        self.connection = connection
+        self.request = dict(request, format=EVIDENCE_FORMAT)
+        self.script = script if script is not None else load_script()
+        self.attempts = 0
+        self.round_trip_ms = 0
+
+    def run(self) -> dict[str, t.Any]:
+        """Execute with one retry on a transport reset; return the evidence document."""
+        command, stdin = build_command(self.script, self.request)
+        started = time.monotonic()
+        try:
+            rc, stdout, stderr = self._exec_with_retry(command, stdin)
+        finally:
+            self.round_trip_ms = int((time.monotonic() - started) * 1000)
+        return parse_document(rc, stdout, stderr)
+
+    def _exec_with_retry(self, command: str, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+        for attempt in (1, 2):
+            self.attempts = attempt
+            try:
+                return self._exec_within_budget(command, stdin)
+            except AnsibleConnectionFailure as exc:
+                kind = classify_connection_error(exc)
+                if kind == 'reset' and attempt == 1:
+                    self._reset_connection()
+                    continue
+                raise RemoteError(self._unreachable_message(kind, exc), unreachable=True) from None
+        raise AssertionError('unreachable')  # pragma: no cover
+
+    def _exec_within_budget(self, command: str, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+        """exec_command in a thread so a hung transport cannot hold the task forever."""
+        outcome: dict[str, t.Any] = {}
+
+        def target() -> None:
+            try:
+                outcome['value'] = self.connection.exec_command(command, in_data=stdin, sudoable=False)
+            except Exception as exc:  # pylint: disable=broad-except  # re-raised in the caller's thread
+                outcome['error'] = exc
+
+        budget = float(self.request.get('deadline_s', 60)) + _GRACE_S
+        worker = threading.Thread(target=target, name='tetra-exec', daemon=True)
+        worker.start()
+        worker.join(budget)
+        if worker.is_alive():
+            raise RemoteError('The endpoint did not answer within %d s (deadline %s s + %d s grace)'
+                              % (budget, self.request.get('deadline_s'), _GRACE_S), unreachable=True)
+        if 'error' in outcome:
+            raise self._as_connection_failure(outcome['error'])
+        return outcome['value']
+
+    @staticmethod
+    def _as_connection_failure(exc: Exception) -> Exception:
+        """psrp and requests do not always wrap transport errors: make every one a connection failure."""
+        if isinstance(exc, (AnsibleConnectionFailure, RemoteError)):
+            return exc
+        if isinstance(exc, AnsibleError):
+            return RemoteError('The connection plugin failed: %s' % to_text(exc))
+        return AnsibleConnectionFailure('%s: %s' % (type(exc).__name__, to_text(exc)))
+
+    def _reset_connection(self) -> None:
+        try:
+            self.connection.reset()
+        except Exception:  # pylint: disable=broad-except  # best effort; the retry reports the real error
+            pass
+
+    def _unreachable_message(self, kind: str, exc: Exception) -> str:
+        reason = {
+            'auth': 'authentication failed (wrong user or password?)',
+            'reset': 'the connection was reset twice',
+        }.get(kind, 'connection failed')
+        return 'Endpoint unreachable: %s: %s' % (reason, to_text(exc))

@@ -1,0 +1,591 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Evidence collector for secure_endpoint.tetra, evidence format 1 (docs/evidence.md).
+# Windows PowerShell 5.1. It gathers raw evidence and decides nothing: every value is
+# interpreted on the controller. The request arrives as base64 JSON in $TetraRequest.
+# Output: exactly one JSON document on stdout.
+
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+$Request = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($TetraRequest)) | ConvertFrom-Json
+$Started = [DateTime]::UtcNow
+$Clock = [Diagnostics.Stopwatch]::StartNew()
+$Errors = New-Object System.Collections.ArrayList
+
+function ConvertTo-ErrorInfo {
+    param($Failure)
+    $ex = $Failure
+    if ($ex -is [System.Management.Automation.ErrorRecord]) { $ex = $ex.Exception }
+    if ($ex -is [System.Management.Automation.MethodInvocationException] -and $ex.InnerException) { $ex = $ex.InnerException }
+    $info = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
+    $inner = $ex
+    while ($inner.InnerException) {
+        $inner = $inner.InnerException
+        if ($inner -is [System.ComponentModel.Win32Exception]) { $info.native_error = $inner.NativeErrorCode }
+        if ($inner -is [System.Net.Sockets.SocketException]) { $info.code = $inner.ErrorCode }
+    }
+    if ($ex -is [System.Net.Sockets.SocketException]) { $info.code = $ex.ErrorCode }
+    if ($ex -is [System.Net.WebException]) { $info.status = [string]$ex.Status }
+    return $info
+}
+
+function Add-EvidenceError {
+    param([string]$Section, $Failure)
+    $info = ConvertTo-ErrorInfo $Failure
+    $info.section = $Section
+    [void]$Errors.Add($info)
+}
+
+function Get-Milliseconds {
+    param([Diagnostics.Stopwatch]$Watch)
+    return [int]$Watch.Elapsed.TotalMilliseconds
+}
+
+function Invoke-Captured {
+    param([string]$Path, [string]$Arguments, [int]$TimeoutSeconds)
+    $result = [ordered]@{ path = $Path; found = (Test-Path -LiteralPath $Path -PathType Leaf); exit_code = $null
+        stdout = $null; stderr = $null; timed_out = $false; duration_ms = 0; error = $null }
+    if (-not $result.found) { return $result }
+    $watch = [Diagnostics.Stopwatch]::StartNew()
+    try {
+        $psi = New-Object System.Diagnostics.ProcessStartInfo
+        $psi.FileName = $Path
+        $psi.Arguments = $Arguments
+        $psi.UseShellExecute = $false
+        $psi.CreateNoWindow = $true
+        $psi.RedirectStandardOutput = $true
+        $psi.RedirectStandardError = $true
+        $proc = [Diagnostics.Process]::Start($psi)
+        $out = $proc.StandardOutput.ReadToEndAsync()
+        $err = $proc.StandardError.ReadToEndAsync()
+        if ($proc.WaitForExit($TimeoutSeconds * 1000)) {
+            $proc.WaitForExit()
+            $result.exit_code = $proc.ExitCode
+        } else {
+            $result.timed_out = $true
+            try { $proc.Kill() } catch { }
+        }
+        if ($out.Wait(2000)) { $result.stdout = $out.Result }
+        if ($err.Wait(2000)) { $result.stderr = $err.Result }
+    } catch {
+        $result.error = ConvertTo-ErrorInfo $_
+    }
+    $result.duration_ms = Get-Milliseconds $watch
+    return $result
+}
+
+function Get-RegistryValue {
+    param([string]$Path, [string]$Name)
+    try { return (Get-ItemProperty -LiteralPath $Path -Name $Name -ErrorAction Stop).$Name } catch { return $null }
+}
+
+function Get-InstallEvidence {
+    $base = 'HKLM:\SOFTWARE\Immunet Protect'
+    $dir = Get-RegistryValue $base 'InstallDir'
+    $versions = @()
+    if ($dir -and (Test-Path -LiteralPath $dir)) {
+        $versions = @(Get-ChildItem -LiteralPath $dir -Directory | Where-Object { $_.Name -match '^[0-9]+(\.[0-9]+)+$' } | ForEach-Object { $_.Name })
+    }
+    $service = $null
+    $found = @(Get-CimInstance -ClassName Win32_Service | Where-Object { $_.PathName -match '\\sfc\.exe"?\s*$' })
+    if ($found.Count -gt 0) {
+        $service = [ordered]@{ name = $found[0].Name; image_path = $found[0].PathName; state = $found[0].State; start_type = $found[0].StartMode }
+    }
+    $uninstall = 'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\Immunet Protect'
+    return [ordered]@{
+        install_dir = $dir
+        version_dirs = $versions
+        service = $service
+        display_version = Get-RegistryValue $uninstall 'DisplayVersion'
+        sfc = $null
+        reboot_pending = (Test-Path -LiteralPath "$base\Reboot")
+        isolated = ((Test-Path -LiteralPath "$base\unlock_code") -or ($null -ne (Get-RegistryValue $base 'unlock_code')))
+    }
+}
+
+function Get-ActiveFolder {
+    param($Install)
+    # The connector's own folder: where the service runs from, else the highest version holding sfc.exe.
+    if ($Install.service) {
+        $image = $Install.service.image_path.Trim('"', ' ')
+        $folder = Split-Path -Path $image -Parent
+        if (Test-Path -LiteralPath $folder) { return $folder }
+    }
+    if (-not $Install.install_dir) { return $null }
+    $candidates = @($Install.version_dirs | Where-Object { Test-Path -LiteralPath (Join-Path (Join-Path $Install.install_dir $_) 'sfc.exe') })
+    if ($candidates.Count -eq 0) { return $null }
+    $highest = $candidates | Sort-Object -Property { [version]$_ } | Select-Object -Last 1
+    return (Join-Path $Install.install_dir $highest)
+}
+
+function Get-SfcEvidence {
+    param([string]$Folder)
+    if (-not $Folder) { return $null }
+    $path = Join-Path $Folder 'sfc.exe'
+    if (-not (Test-Path -LiteralPath $path -PathType Leaf)) { return [ordered]@{ path = $path; company = $null; file_version = $null } }
+    $info = (Get-Item -LiteralPath $path).VersionInfo
+    return [ordered]@{ path = $path; company = $info.CompanyName; file_version = $info.FileVersion }
+}
+
+function Read-TextFile {
+    param([string]$Path)
+    $file = [ordered]@{ path = $Path; readable = $false; text = $null; error = $null }
+    if (-not $Path) { return $file }
+    try {
+        $file.text = [IO.File]::ReadAllText($Path)
+        $file.readable = $true
+    } catch {
+        $file.error = ConvertTo-ErrorInfo $_
+    }
+    return $file
+}
+
+function Get-HostEvidence {
+    $os = Get-CimInstance -ClassName Win32_OperatingSystem
+    $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
+    return [ordered]@{
+        computer_name = $env:COMPUTERNAME
+        os_caption = $os.Caption
+        os_build = $os.Version
+        ps_version = $PSVersionTable.PSVersion.ToString()
+        culture = (Get-Culture).Name
+        user = $identity.Name
+        is_system = $identity.IsSystem
+    }
+}
+
+function Get-SystemEvidence {
+    $netsh = Invoke-Captured (Join-Path $env:SystemRoot 'System32\netsh.exe') 'winhttp show proxy' 10
+    $curl = Join-Path $env:SystemRoot 'System32\curl.exe'
+    $servers = @()
+    try { $servers = @(Get-DnsClientServerAddress -AddressFamily IPv4 | ForEach-Object { $_.ServerAddresses }) } catch { Add-EvidenceError 'system' $_ }
+    return [ordered]@{
+        winhttp_proxy = $netsh.stdout
+        curl_path = $(if (Test-Path -LiteralPath $curl) { $curl } else { $null })
+        dns_servers = $servers
+        pac_url = Get-RegistryValue 'HKCU:\Software\Microsoft\Windows\CurrentVersion\Internet Settings' 'AutoConfigURL'
+    }
+}
+
+# ---- network probes: each is self-contained so it can run in its own runspace ----
+
+$ProbeDns = {
+    param([string]$Name, [int]$TimeoutSeconds)
+    $watch = [Diagnostics.Stopwatch]::StartNew()
+    $probe = [ordered]@{ name = $Name; addresses = @(); duration_ms = 0; timed_out = $false; error = $null }
+    try {
+        $task = [System.Net.Dns]::GetHostAddressesAsync($Name)
+        if ($task.Wait($TimeoutSeconds * 1000)) {
+            $probe.addresses = @($task.Result | ForEach-Object { $_.IPAddressToString })
+        } else {
+            $probe.timed_out = $true
+        }
+    } catch {
+        $ex = $_.Exception
+        while ($ex.InnerException) { $ex = $ex.InnerException }
+        $probe.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
+        if ($ex -is [System.Net.Sockets.SocketException]) { $probe.error.code = $ex.ErrorCode }
+    }
+    $probe.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
+    return $probe
+}
+
+$ProbeTls = {
+    param([string]$HostName, [int]$Port, [int]$ConnectSeconds, [int]$TlsSeconds)
+    $probe = [ordered]@{ host = $HostName; port = $Port; connect = $null; handshake = $null; policy_errors = $null; chain = @(); chain_status = @() }
+    $client = New-Object System.Net.Sockets.TcpClient
+    $watch = [Diagnostics.Stopwatch]::StartNew()
+    $connect = [ordered]@{ ok = $false; address = $null; duration_ms = 0; timed_out = $false; error = $null }
+    try {
+        $task = $client.ConnectAsync($HostName, $Port)
+        if ($task.Wait($ConnectSeconds * 1000)) {
+            $connect.ok = $client.Connected
+            $connect.address = $client.Client.RemoteEndPoint.Address.IPAddressToString
+        } else {
+            $connect.timed_out = $true
+        }
+    } catch {
+        $ex = $_.Exception
+        while ($ex.InnerException) { $ex = $ex.InnerException }
+        $connect.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
+        if ($ex -is [System.Net.Sockets.SocketException]) { $connect.error.code = $ex.ErrorCode }
+    }
+    $connect.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
+    $probe.connect = $connect
+    if (-not $connect.ok) { $client.Close(); return $probe }
+    $script:Seen = $null
+    $callback = {
+        param($Sender, $Certificate, $Chain, $PolicyErrors)
+        $script:Seen = @{ chain = $Chain; errors = $PolicyErrors }
+        return ($PolicyErrors -eq [System.Net.Security.SslPolicyErrors]::None)
+    }
+    $client.ReceiveTimeout = $TlsSeconds * 1000
+    $client.SendTimeout = $TlsSeconds * 1000
+    $ssl = New-Object System.Net.Security.SslStream($client.GetStream(), $false, $callback)
+    $watch = [Diagnostics.Stopwatch]::StartNew()
+    $handshake = [ordered]@{ ok = $false; protocol = $null; duration_ms = 0; timed_out = $false; error = $null }
+    try {
+        $ssl.AuthenticateAsClient($HostName, $null, [System.Security.Authentication.SslProtocols]::Tls12, $true)
+        $handshake.ok = $true
+        $handshake.protocol = [string]$ssl.SslProtocol
+    } catch {
+        $ex = $_.Exception
+        if ($ex.InnerException) { $ex = $ex.InnerException }
+        $handshake.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
+        $inner = $ex.InnerException
+        if ($inner -is [System.ComponentModel.Win32Exception]) { $handshake.error.native_error = $inner.NativeErrorCode }
+        if ($ex -is [System.IO.IOException] -and $watch.Elapsed.TotalSeconds -ge $TlsSeconds) { $handshake.timed_out = $true }
+    }
+    $handshake.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
+    $probe.handshake = $handshake
+    if ($script:Seen) {
+        $probe.policy_errors = [string]$script:Seen.errors
+        $probe.chain_status = @($script:Seen.chain.ChainStatus | ForEach-Object { [string]$_.Status })
+        foreach ($element in $script:Seen.chain.ChainElements) {
+            $cert = $element.Certificate
+            $aia = $cert.Extensions | Where-Object { $_.Oid.Value -eq '1.3.6.1.5.5.7.1.1' }
+            $cdp = $cert.Extensions | Where-Object { $_.Oid.Value -eq '2.5.29.31' }
+            $probe.chain += [ordered]@{
+                subject = $cert.Subject
+                issuer = $cert.Issuer
+                thumbprint = $cert.Thumbprint
+                not_before = $cert.NotBefore.ToUniversalTime().ToString('o')
+                not_after = $cert.NotAfter.ToUniversalTime().ToString('o')
+                aia_text = $(if ($aia) { $aia.Format($false) } else { $null })
+                crl_text = $(if ($cdp) { $cdp.Format($false) } else { $null })
+            }
+        }
+    }
+    $ssl.Dispose()
+    $client.Close()
+    return $probe
+}
+
+$ProbeProcess = {
+    param([string]$Path, [string]$Arguments, [int]$TimeoutSeconds)
+    $probe = [ordered]@{ path = $Path; found = (Test-Path -LiteralPath $Path -PathType Leaf); exit_code = $null; output = $null; timed_out = $false; duration_ms = 0 }
+    if (-not $probe.found) { return $probe }
+    $watch = [Diagnostics.Stopwatch]::StartNew()
+    $psi = New-Object System.Diagnostics.ProcessStartInfo
+    $psi.FileName = $Path
+    $psi.Arguments = $Arguments
+    $psi.UseShellExecute = $false
+    $psi.CreateNoWindow = $true
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    $proc = [Diagnostics.Process]::Start($psi)
+    $out = $proc.StandardOutput.ReadToEndAsync()
+    $err = $proc.StandardError.ReadToEndAsync()
+    if ($proc.WaitForExit($TimeoutSeconds * 1000)) {
+        $proc.WaitForExit()
+        $probe.exit_code = $proc.ExitCode
+    } else {
+        $probe.timed_out = $true
+        try { $proc.Kill() } catch { }
+    }
+    $text = ''
+    if ($err.Wait(2000)) { $text += $err.Result }
+    if ($out.Wait(2000)) { $text += $out.Result }
+    $probe.output = $text
+    $probe.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
+    return $probe
+}
+
+$ProbeHttp = {
+    param([string]$Url, [int]$TimeoutSeconds, [string]$ProxyUrl)
+    $probe = [ordered]@{ url = $Url; status = $null; duration_ms = 0; timed_out = $false; via_proxy = $null; error = $null }
+    $watch = [Diagnostics.Stopwatch]::StartNew()
+    try {
+        $web = [System.Net.HttpWebRequest]::Create($Url)
+        $web.Method = 'GET'
+        $web.Timeout = $TimeoutSeconds * 1000
+        $web.AllowAutoRedirect = $false
+        if ($ProxyUrl) {
+            $web.Proxy = New-Object System.Net.WebProxy($ProxyUrl)
+            $probe.via_proxy = $ProxyUrl
+        }
+        $response = $web.GetResponse()
+        $probe.status = [int]$response.StatusCode
+        $response.Close()
+    } catch {
+        $ex = $_.Exception
+        if ($ex.InnerException) { $ex = $ex.InnerException }
+        $probe.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
+        if ($ex -is [System.Net.WebException]) {
+            $probe.error.status = [string]$ex.Status
+            $probe.timed_out = ($ex.Status -eq [System.Net.WebExceptionStatus]::Timeout)
+            if ($ex.Response) { $probe.status = [int]$ex.Response.StatusCode }
+        }
+    }
+    $probe.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
+    return $probe
+}
+
+$ProbeProxy = {
+    param([string]$Server, [int]$Port, [string]$Target, [int]$TimeoutSeconds)
+    # Ask the proxy for a tunnel the way the connector does, and keep its first answer line.
+    $probe = [ordered]@{ server = $Server; port = $Port; connect = $null; connect_status = $null; status_line = $null }
+    $client = New-Object System.Net.Sockets.TcpClient
+    $watch = [Diagnostics.Stopwatch]::StartNew()
+    $connect = [ordered]@{ ok = $false; duration_ms = 0; timed_out = $false; error = $null }
+    try {
+        $task = $client.ConnectAsync($Server, $Port)
+        if ($task.Wait($TimeoutSeconds * 1000)) { $connect.ok = $client.Connected } else { $connect.timed_out = $true }
+        if ($connect.ok) {
+            $client.ReceiveTimeout = $TimeoutSeconds * 1000
+            $stream = $client.GetStream()
+            $bytes = [Text.Encoding]::ASCII.GetBytes("CONNECT ${Target}:443 HTTP/1.1`r`nHost: ${Target}:443`r`n`r`n")
+            $stream.Write($bytes, 0, $bytes.Length)
+            $reader = New-Object System.IO.StreamReader($stream)
+            $probe.status_line = $reader.ReadLine()
+            if ($probe.status_line -match '^HTTP/[0-9.]+ ([0-9]{3})') { $probe.connect_status = [int]$Matches[1] }
+        }
+    } catch {
+        $ex = $_.Exception
+        while ($ex.InnerException) { $ex = $ex.InnerException }
+        $connect.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
+        if ($ex -is [System.Net.Sockets.SocketException]) { $connect.error.code = $ex.ErrorCode }
+    }
+    $connect.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
+    $probe.connect = $connect
+    $client.Close()
+    return $probe
+}
+
+function Get-RootEvidence {
+    param($Thumbprints)
+    return @($Thumbprints | ForEach-Object {
+        $cert = Get-ChildItem -LiteralPath 'Cert:\LocalMachine\Root' | Where-Object Thumbprint -EQ $_ | Select-Object -First 1
+        [ordered]@{ thumbprint = $_; present = ($null -ne $cert); subject = $(if ($cert) { $cert.Subject } else { $null }) }
+    })
+}
+
+function Start-Probe {
+    param($Pool, [scriptblock]$Code, [string]$Section, [object[]]$Arguments)
+    $shell = [PowerShell]::Create()
+    $shell.RunspacePool = $Pool
+    [void]$shell.AddScript($Code.ToString())
+    foreach ($argument in $Arguments) { [void]$shell.AddArgument($argument) }
+    return [pscustomobject]@{ section = $Section; shell = $shell; handle = $shell.BeginInvoke() }
+}
+
+function Receive-Probe {
+    param($Job, [datetime]$Deadline)
+    $remaining = [int][Math]::Max(0, ($Deadline - [DateTime]::UtcNow).TotalMilliseconds)
+    if (-not $Job.handle.AsyncWaitHandle.WaitOne($remaining)) {
+        [void]$Job.shell.BeginStop($null, $null)
+        return [ordered]@{ timed_out = $true; error = $null }
+    }
+    try {
+        $output = $Job.shell.EndInvoke($Job.handle)
+        return $output[$output.Count - 1]
+    } catch {
+        return [ordered]@{ timed_out = $false; error = (ConvertTo-ErrorInfo $_) }
+    } finally {
+        $Job.shell.Dispose()
+    }
+}
+
+function Invoke-NetworkProbes {
+    param($Request, $Policy)
+    $sections = @($Request.sections)
+    $timeouts = $Request.timeouts
+    $limit = $(if ($Request.concurrent) { 16 } else { 1 })
+    $pool = [RunspaceFactory]::CreateRunspacePool(1, $limit)
+    $pool.Open()
+    $jobs = New-Object System.Collections.ArrayList
+    if ($sections -contains 'dns') {
+        foreach ($name in @($Request.dns_names)) { [void]$jobs.Add((Start-Probe $pool $ProbeDns 'dns' @($name, $timeouts.dns))) }
+    }
+    if ($sections -contains 'tls') {
+        [void]$jobs.Add((Start-Probe $pool $ProbeTls 'tls' @($Request.update_server, 443, $timeouts.connect, $timeouts.tls)))
+    }
+    if ($sections -contains 'curl') {
+        $curl = Join-Path $env:SystemRoot 'System32\curl.exe'
+        $curlArgs = '-v --max-time {0} https://{1}/' -f $timeouts.curl, $Request.update_server
+        [void]$jobs.Add((Start-Probe $pool $ProbeProcess 'curl' @($curl, $curlArgs, ($timeouts.curl + 2))))
+    }
+    if ($sections -contains 'http') {
+        foreach ($url in @($Request.http_urls)) { [void]$jobs.Add((Start-Probe $pool $ProbeHttp 'http' @($url, $timeouts.http, $null))) }
+    }
+    if (($sections -contains 'proxy') -and $Request.proxy) {
+        [void]$jobs.Add((Start-Probe $pool $ProbeProxy 'proxy' @($Request.proxy.server, $Request.proxy.port, $Request.update_server, $timeouts.proxy)))
+    }
+    $deadline = $Started.AddSeconds([double]$Request.deadline_s - 2)
+    $probes = [ordered]@{ dns = @(); http = @() }
+    foreach ($job in $jobs) {
+        $answer = Receive-Probe $job $deadline
+        if ($job.section -eq 'dns' -or $job.section -eq 'http') { $probes[$job.section] += $answer } else { $probes[$job.section] = $answer }
+    }
+    $pool.Close()
+    if ($sections -contains 'roots') { $probes.roots = Get-RootEvidence $Request.root_thumbprints }
+    return $probes
+}
+
+function Invoke-AsSystem {
+    param($Request)
+    # The connector runs as LocalSystem: run the network probes there through a one-shot scheduled task.
+    $id = [guid]::NewGuid().ToString('N')
+    $work = Join-Path $env:SystemRoot "Temp\tetra-$id"
+    [void](New-Item -ItemType Directory -Path $work)
+    $outFile = Join-Path $work 'probes.json'
+    $inner = $Request | Select-Object -Property * -ExcludeProperty context
+    $payload = [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes(($inner | ConvertTo-Json -Depth 6 -Compress)))
+    $body = @(
+        "`$TetraRequest = '$payload'"
+        "`$Request = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String(`$TetraRequest)) | ConvertFrom-Json"
+        "`$Started = [DateTime]::UtcNow"
+        "`$Errors = New-Object System.Collections.ArrayList"
+        "`$ProbeDns = {$ProbeDns}", "`$ProbeTls = {$ProbeTls}", "`$ProbeProcess = {$ProbeProcess}"
+        "`$ProbeHttp = {$ProbeHttp}", "`$ProbeProxy = {$ProbeProxy}"
+        "function ConvertTo-ErrorInfo {${function:ConvertTo-ErrorInfo}}"
+        "function Start-Probe {${function:Start-Probe}}", "function Receive-Probe {${function:Receive-Probe}}"
+        "function Get-RootEvidence {${function:Get-RootEvidence}}"
+        "function Invoke-NetworkProbes {${function:Invoke-NetworkProbes}}"
+        "Invoke-NetworkProbes `$Request `$null | ConvertTo-Json -Depth 8 -Compress | Set-Content -LiteralPath '$outFile' -Encoding UTF8"
+    ) -join "`r`n"
+    $scriptFile = Join-Path $work 'probes.ps1'
+    Set-Content -LiteralPath $scriptFile -Value $body -Encoding ASCII
+    $taskName = "secure_endpoint.tetra probe $id"
+    $action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument "-NoProfile -NonInteractive -ExecutionPolicy Bypass -File `"$scriptFile`""
+    $principal = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest
+    try {
+        [void](Register-ScheduledTask -TaskName $taskName -Action $action -Principal $principal -Force)
+        Start-ScheduledTask -TaskName $taskName
+        $deadline = $Started.AddSeconds([double]$Request.deadline_s - 1)
+        while (-not (Test-Path -LiteralPath $outFile) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 250 }
+        Start-Sleep -Milliseconds 200
+        if (-not (Test-Path -LiteralPath $outFile)) { throw (New-Object System.TimeoutException('LocalSystem probes did not finish before the deadline')) }
+        return ([IO.File]::ReadAllText($outFile) | ConvertFrom-Json)
+    } finally {
+        Unregister-ScheduledTask -TaskName $taskName -Confirm:$false -ErrorAction SilentlyContinue
+        Remove-Item -LiteralPath $work -Recurse -Force -ErrorAction SilentlyContinue
+    }
+}
+
+function Invoke-ForceUpdate {
+    param($Sfc)
+    $run = [ordered]@{ ran = $false; command = $null; exit_code = $null; duration_ms = 0; refused = $null }
+    if (-not $Sfc -or -not $Sfc.company) { $run.refused = 'sfc_missing'; return $run }
+    if ($Sfc.company -notmatch 'Cisco') { $run.refused = 'sfc_not_cisco'; return $run }
+    $run.command = '"{0}" -forceupdate' -f $Sfc.path
+    $captured = Invoke-Captured $Sfc.path '-forceupdate' 60
+    $run.ran = $true
+    $run.exit_code = $captured.exit_code
+    $run.duration_ms = $captured.duration_ms
+    return $run
+}
+
+function Invoke-SupportStep {
+    param($Request, $Sfc)
+    $support = [ordered]@{ work_dir = $Request.work_dir }
+    if ($Request.action -eq 'support_start') {
+        [void](New-Item -ItemType Directory -Path $Request.work_dir -Force)
+        $support.debug_logging = Invoke-Captured $Sfc.path '-l start' 30
+        $support.capture = Start-Capture $Request
+        $support.forceupdate = Invoke-ForceUpdate $Sfc
+        return $support
+    }
+    try {
+        $tool = Join-Path (Split-Path -Path $Sfc.path -Parent) 'ipsupporttool.exe'
+        $support.bundle = Invoke-Captured $tool ('-o "{0}"' -f $Request.work_dir) ([int]$Request.deadline_s - 20)
+    } finally {
+        $support.capture = Stop-Capture $Request
+        $support.debug_logging = Invoke-Captured $Sfc.path '-l stop' 30
+    }
+    $support.files = @(Get-ChildItem -LiteralPath $Request.work_dir -File | ForEach-Object {
+        [ordered]@{ path = $_.FullName; size = $_.Length; sha256 = (Get-FileHash -LiteralPath $_.FullName -Algorithm SHA256).Hash }
+    })
+    return $support
+}
+
+function Start-Capture {
+    param($Request)
+    $file = Join-Path $Request.work_dir 'capture.etl'
+    $size = [int]$Request.capture_max_mb
+    if ($Request.capture -eq 'pktmon') {
+        $run = Invoke-Captured (Join-Path $env:SystemRoot 'System32\pktmon.exe') ("start --capture --pkt-size 0 --file-name `"{0}`" --file-size {1}" -f $file, $size) 30
+    } elseif ($Request.capture -eq 'netsh') {
+        $run = Invoke-Captured (Join-Path $env:SystemRoot 'System32\netsh.exe') ("trace start capture=yes tracefile=`"{0}`" maxsize={1} overwrite=yes" -f $file, $size) 60
+    } else {
+        return [ordered]@{ tool = 'none'; started = $false }
+    }
+    return [ordered]@{ tool = $Request.capture; file = $file; exit_code = $run.exit_code; output = $run.stdout }
+}
+
+function Stop-Capture {
+    param($Request)
+    if ($Request.capture -eq 'pktmon') {
+        $run = Invoke-Captured (Join-Path $env:SystemRoot 'System32\pktmon.exe') 'stop' 120
+    } elseif ($Request.capture -eq 'netsh') {
+        $run = Invoke-Captured (Join-Path $env:SystemRoot 'System32\netsh.exe') 'trace stop' 300
+    } else {
+        return [ordered]@{ tool = 'none'; stopped = $false }
+    }
+    return [ordered]@{ tool = $Request.capture; exit_code = $run.exit_code; output = $run.stdout }
+}
+
+function Read-FileChunk {
+    param($Request)
+    $stream = [IO.File]::Open($Request.path, 'Open', 'Read', 'ReadWrite')
+    try {
+        $length = [int][Math]::Min([long]$Request.length, [Math]::Max(0, $stream.Length - [long]$Request.offset))
+        $buffer = New-Object byte[] $length
+        [void]$stream.Seek([long]$Request.offset, 'Begin')
+        $read = $stream.Read($buffer, 0, $length)
+        return [ordered]@{ path = $Request.path; size = $stream.Length; offset = [long]$Request.offset
+            data_b64 = [Convert]::ToBase64String($buffer, 0, $read); eof = (([long]$Request.offset + $read) -ge $stream.Length) }
+    } finally {
+        $stream.Dispose()
+    }
+}
+
+# ---- main ----
+
+$Document = [ordered]@{ format = 1; action = $Request.action; started = $Started.ToString('yyyy-MM-ddTHH:mm:ssZ'); context = 'user' }
+$Sections = @($Request.sections)
+try {
+    $Document.host = Get-HostEvidence
+    if ($Request.action -eq 'read_file') {
+        $Document.file = Read-FileChunk $Request
+    } else {
+        $Install = Get-InstallEvidence
+        $Folder = Get-ActiveFolder $Install
+        $Install.sfc = Get-SfcEvidence $Folder
+        if ($Sections -contains 'install') { $Document.install = $Install }
+        if ($Request.action -eq 'forceupdate') { $Document.forceupdate = Invoke-ForceUpdate $Install.sfc }
+        if ($Request.action -like 'support_*') { $Document.support = Invoke-SupportStep $Request $Install.sfc }
+        if ($Sections -contains 'posture') {
+            $ampcli = $(if ($Folder) { Join-Path $Folder 'AmpCLI.exe' } else { 'AmpCLI.exe' })
+            $Document.posture = Invoke-Captured $ampcli 'posture' $Request.timeouts.ampcli
+        }
+        if ($Sections -contains 'files') {
+            $dir = $Install.install_dir
+            $Document.files = [ordered]@{
+                local_xml = Read-TextFile $(if ($dir) { Join-Path $dir 'local.xml' } else { $null })
+                policy_xml = Read-TextFile $(if ($dir) { Join-Path $dir 'policy.xml' } else { $null })
+            }
+        }
+        if ($Sections -contains 'system') { $Document.system = Get-SystemEvidence }
+        $network = @('dns', 'tls', 'curl', 'http', 'roots', 'proxy') | Where-Object { $Sections -contains $_ }
+        if ($network) {
+            if ($Request.context -eq 'system') {
+                try {
+                    $Document.probes = Invoke-AsSystem $Request
+                    $Document.context = 'system'
+                } catch {
+                    Add-EvidenceError 'context' $_
+                    $Document.probes = Invoke-NetworkProbes $Request $null
+                }
+            } else {
+                $Document.probes = Invoke-NetworkProbes $Request $null
+            }
+        }
+    }
+} catch {
+    Add-EvidenceError 'script' $_
+}
+$Document.errors = $Errors
+$Document.duration_ms = Get-Milliseconds $Clock
+[Console]::Out.Write(($Document | ConvertTo-Json -Depth 8 -Compress))
