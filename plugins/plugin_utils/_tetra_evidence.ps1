@@ -323,9 +323,9 @@ $ProbeHttp = {
 }
 
 $ProbeProxy = {
-    param([string]$Server, [int]$Port, [string]$Target, [int]$TimeoutSeconds)
+    param([string]$Server, [int]$Port, [string]$Target, [int]$TimeoutSeconds, [string]$Source)
     # Ask the proxy for a tunnel the way the connector does, and keep its first answer line.
-    $probe = [ordered]@{ server = $Server; port = $Port; connect = $null; connect_status = $null; status_line = $null }
+    $probe = [ordered]@{ server = $Server; port = $Port; source = $Source; connect = $null; connect_status = $null; status_line = $null }
     $client = New-Object System.Net.Sockets.TcpClient
     $watch = [Diagnostics.Stopwatch]::StartNew()
     $connect = [ordered]@{ ok = $false; duration_ms = 0; timed_out = $false; error = $null }
@@ -410,7 +410,7 @@ function Invoke-NetworkProbes {
         foreach ($url in @($Request.http_urls)) { [void]$jobs.Add((Start-Probe $pool $ProbeHttp 'http' @($url, $timeouts.http, $null))) }
     }
     if (($sections -contains 'proxy') -and $Request.proxy) {
-        [void]$jobs.Add((Start-Probe $pool $ProbeProxy 'proxy' @($Request.proxy.server, $Request.proxy.port, $Request.update_server, $timeouts.proxy)))
+        [void]$jobs.Add((Start-Probe $pool $ProbeProxy 'proxy' @($Request.proxy.server, $Request.proxy.port, $Request.update_server, $timeouts.proxy, $(if ($Request.proxy.source) { $Request.proxy.source } else { 'request' }))))
     }
     $deadline = $Started.AddSeconds([double]$Request.deadline_s - 2)
     $probes = [ordered]@{ dns = @(); http = @() }
@@ -541,6 +541,26 @@ function Read-FileChunk {
     }
 }
 
+function Find-ConfiguredProxy {
+    param($Files)
+    # The connector's proxy as its own files state it; the controller still reads and judges both files.
+    foreach ($name in @('policy_xml', 'local_xml')) {
+        $file = $Files.$name
+        if (-not $file -or -not $file.readable) { continue }
+        try {
+            $xml = [xml]$file.text
+            $server = $xml.SelectSingleNode("//*[local-name()='proxy']/*[local-name()='server']")
+            $port = $xml.SelectSingleNode("//*[local-name()='proxy']/*[local-name()='port']")
+            if ($server -and $server.InnerText) {
+                return [pscustomobject]@{ server = $server.InnerText; port = $(if ($port -and $port.InnerText) { [int]$port.InnerText } else { 80 }); source = $name }
+            }
+        } catch {
+            Add-EvidenceError $name $_
+        }
+    }
+    return $null
+}
+
 # ---- main ----
 
 $Document = [ordered]@{ format = 1; action = $Request.action; started = $Started.ToString('yyyy-MM-ddTHH:mm:ssZ'); context = 'user' }
@@ -569,6 +589,7 @@ try {
         }
         if ($Sections -contains 'system') { $Document.system = Get-SystemEvidence }
         $network = @('dns', 'tls', 'curl', 'http', 'roots', 'proxy') | Where-Object { $Sections -contains $_ }
+        if ($network -and -not $Request.proxy -and $Document.files) { $Request.proxy = Find-ConfiguredProxy $Document.files }
         if ($network) {
             if ($Request.context -eq 'system') {
                 try {

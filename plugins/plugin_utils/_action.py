@@ -1,0 +1,115 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Base class for the collection's endpoint action plugins.
+
+A subclass names its argument spec, the evidence sections it needs and how facts become its result;
+this class validates arguments, makes the one endpoint call, parses the evidence, optionally stores
+it, and turns every kind of failure into a clear task result.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import typing as t
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import EvidenceCall, RemoteError
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request
+
+_PASSWORD_ELEMENT = re.compile(r'(<(?:[A-Za-z0-9_]+:)?password\b[^>]*>)(.*?)(</(?:[A-Za-z0-9_]+:)?password>)', re.S | re.I)
+
+
+def redact(document: t.Any) -> t.Any:
+    """Evidence with every XML password element emptied: policy.xml carries the proxy password."""
+    if isinstance(document, dict):
+        return {key: redact(value) for key, value in document.items()}
+    if isinstance(document, list):
+        return [redact(value) for value in document]
+    if isinstance(document, str) and '<' in document:
+        return _PASSWORD_ELEMENT.sub(r'\1REDACTED\3', document)
+    return document
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def save_evidence(folder: str, host: str, request: dict[str, t.Any], document: dict[str, t.Any]) -> str:
+    """Write one host's evidence where analyze.yml can replay it; returns the file path."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, '%s.json' % re.sub(r'[^A-Za-z0-9_.-]', '_', host))
+    record = {'format': 1, 'host': host, 'saved_at': utc_now(), 'request': request, 'evidence': redact(document)}
+    with open(path + '.tmp', 'w', encoding='utf-8') as handle:
+        json.dump(record, handle, indent=1, sort_keys=True)
+    os.replace(path + '.tmp', path)
+    return path
+
+
+class TetraActionBase(ActionBase):
+    """One endpoint round trip: request -> evidence document -> facts -> result."""
+
+    ARGUMENT_SPEC: dict[str, t.Any] = {}
+    MUTUALLY_EXCLUSIVE: list[list[str]] = []
+    ACTION = 'collect'
+    SECTIONS: tuple[str, ...] = ()
+
+    TRANSFERS_FILES = False
+    _requires_connection = True
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+        result = super().run(tmp, task_vars)
+        del tmp
+        task_vars = task_vars or {}
+        _, args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC, mutually_exclusive=self.MUTUALLY_EXCLUSIVE)
+        result['changed'] = False
+        try:
+            result.update(self.run_action(args, task_vars))
+        except ValueError as exc:
+            raise AnsibleActionFail(to_text(exc)) from None
+        except RemoteError as exc:
+            result.update(exc.result)
+        return result
+
+    def run_action(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Default flow: one collect call, then the subclass shapes the facts."""
+        request = self.build_request(args)
+        document, call = self.call_endpoint(request)
+        evidence_path = self.store(args, task_vars, request, document)
+        try:
+            facts = parse_evidence(document)
+        except EvidenceError as exc:
+            raise RemoteError('The endpoint answered with something that is not evidence: %s' % exc) from None
+        result = self.build_result(args, facts, task_vars)
+        result['timings'] = {'endpoint_ms': document.get('duration_ms'), 'round_trip_ms': call.round_trip_ms, 'attempts': call.attempts}
+        if evidence_path:
+            result['evidence_path'] = evidence_path
+        return result
+
+    def build_request(self, args: dict[str, t.Any]) -> dict[str, t.Any]:
+        return build_request(self.ACTION, self.SECTIONS, args)
+
+    def call_endpoint(self, request: dict[str, t.Any]) -> tuple[dict[str, t.Any], EvidenceCall]:
+        call = EvidenceCall(self._connection, request)
+        return call.run(), call
+
+    def store(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], request: dict[str, t.Any], document: dict[str, t.Any]) -> str | None:
+        if not args.get('evidence_dir'):
+            return None
+        return save_evidence(args['evidence_dir'], self.host_name(task_vars), request, document)
+
+    @staticmethod
+    def host_name(task_vars: dict[str, t.Any]) -> str:
+        return str(task_vars.get('inventory_hostname', 'endpoint'))
+
+    def build_result(self, args: dict[str, t.Any], facts: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+        raise NotImplementedError
