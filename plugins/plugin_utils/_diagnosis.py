@@ -1,0 +1,456 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Facts -> findings -> one verdict per host. All diagnostic rules of the collection live here.
+
+A *check* looks at the facts and returns the evidence lines that prove a finding, or nothing.
+``CATALOG`` lists every cause in priority order: when several findings hold, the first one in the
+catalog is the primary cause and the others are listed as secondary findings. docs/causes.md is the
+reader's version of the same table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import typing as t
+
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import REGION_UPDATE_SERVERS, REQUIRED_ROOTS
+
+Facts = t.Dict[str, t.Any]
+Check = t.Callable[[Facts], t.Optional[t.List[str]]]
+
+# Issuers that legitimately sign Cisco's TETRA update servers; any other issuer means TLS inspection.
+TRUSTED_ISSUER_MARKERS = ('identrust', 'hydrantid', 'cisco')
+# Connector versions before this one have no sfc.exe -forceupdate (seed).
+FORCEUPDATE_MIN_VERSION = (7, 2, 7)
+# curl exit codes meaning the transfer started and was cut.
+CURL_INTERRUPTED = {18: 'partial file', 56: 'failure receiving network data'}
+LASTERROR_CAUSES = {4294965193: 'proxy_unreachable', 4294965196: 'proxy_auth_failed', 4294965187: 'proxy_download_failed'}
+# A last update check within this many hours counts as "the connector is trying".
+RECENT_CHECK_HOURS = 6
+ESCALATE = ('If it persists: enable debug mode and a packet capture for one update interval, then open a TAC case '
+            'with the support bundle (playbooks/collect_support.yml).')
+
+
+@dataclasses.dataclass(frozen=True)
+class Cause:
+    name: str
+    status: str
+    remediable: bool
+    summary: str
+    action: str
+    check: Check | None = None
+    blocking: bool = True
+
+
+# ---------------------------------------------------------------- small fact readers
+
+def _probes(facts: Facts) -> Facts:
+    return facts.get('probes') or {}
+
+
+def _tls(facts: Facts) -> Facts:
+    return _probes(facts).get('tls') or {}
+
+
+def _server(facts: Facts) -> str:
+    return _tls(facts).get('host') or 'the update server'
+
+
+def _as_system(facts: Facts) -> str:
+    return ' (as LocalSystem)' if facts.get('context') == 'system' else ' (as the WinRM user)'
+
+
+def _lasterror(facts: Facts) -> Facts:
+    return (facts.get('local') or {}).get('lasterror') or {}
+
+
+def _lasterror_is(code: int) -> Check:
+    def check(facts: Facts) -> list[str] | None:
+        error = _lasterror(facts)
+        if error.get('unsigned') != code:
+            return None
+        return ['local.xml lasterror %s (%s): %s' % (error.get('unsigned'), error.get('signed'), error.get('problem'))]
+    return check
+
+
+def _version_tuple(text: str | None) -> tuple[int, ...] | None:
+    parts = []
+    for piece in str(text or '').split('.'):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts) or None
+
+
+def _duration(item: Facts, key: str = 'duration_ms') -> str:
+    value = item.get(key)
+    return '%.1f s' % (value / 1000.0) if isinstance(value, (int, float)) else 'an unknown time'
+
+
+def _update_server_dns(facts: Facts) -> Facts | None:
+    server = _tls(facts).get('host')
+    for entry in _probes(facts).get('dns') or []:
+        if entry.get('name') == server or server is None:
+            return entry
+    return None
+
+
+def _failed_http(facts: Facts) -> list[str]:
+    lines = []
+    for entry in _probes(facts).get('http') or []:
+        if entry.get('ok'):
+            continue
+        outcome = 'timed out after %s' % _duration(entry) if entry.get('timed_out') else 'failed (%s)' % (entry.get('error') or 'no answer')
+        lines.append('%s:80 %s' % (entry.get('host') or entry.get('url'), outcome))
+    return lines
+
+
+def _curl_line(facts: Facts) -> list[str]:
+    curl = _probes(facts).get('curl') or {}
+    if curl.get('exit_code') in (None, 0):
+        return []
+    return ['curl.exe exit %s: %s' % (curl.get('exit_code'), curl.get('summary') or 'no summary line')]
+
+
+# ---------------------------------------------------------------- checks, one per cause
+
+def check_tetra_disabled(facts: Facts) -> list[str] | None:
+    policy = facts.get('policy') or {}
+    lines = []
+    if policy.get('tetra_enabled') is False:
+        lines.append('policy.xml: TETRA engine disabled (scansettings/tetra/enable = 0)')
+    if policy.get('updater_enabled') is False:
+        lines.append('policy.xml: TETRA updater disabled (tetra/updater/enable = 0)')
+    return lines or None
+
+
+def check_service_stopped(facts: Facts) -> list[str] | None:
+    install = facts.get('install') or {}
+    service = install.get('service')
+    if not service:
+        return ['no service runs the connector\'s sfc.exe'] if facts.get('installed') else None
+    if install.get('service_running') is False or str(service.get('state', '')).lower() not in ('running', ''):
+        return ['service %s is %s (start type %s)' % (service.get('name'), service.get('state'), service.get('start_type'))]
+    return None
+
+
+def check_disconnected(facts: Facts) -> list[str] | None:
+    if (facts.get('posture') or {}).get('connected') is False:
+        return ['AmpCLI posture: "connected": false']
+    return None
+
+
+def check_proxy_auth(facts: Facts) -> list[str] | None:
+    lines = _lasterror_is(4294965196)(facts) or []
+    proxy = _probes(facts).get('proxy') or {}
+    if proxy.get('connect_status') == 407 or proxy.get('auth_required'):
+        lines.append('proxy %s:%s answered 407 Proxy Authentication Required to CONNECT' % (proxy.get('server'), proxy.get('port')))
+    return lines or None
+
+
+def check_proxy_unreachable(facts: Facts) -> list[str] | None:
+    lines = _lasterror_is(4294965193)(facts) or []
+    proxy = _probes(facts).get('proxy') or {}
+    if proxy and proxy.get('connect_ok') is False:
+        how = 'timed out after %s' % _duration(proxy, 'connect_ms') if proxy.get('connect_timed_out') else 'was refused or failed'
+        lines.append('connecting to proxy %s:%s %s%s' % (proxy.get('server'), proxy.get('port'), how, _as_system(facts)))
+    return lines or None
+
+
+def check_dns(facts: Facts) -> list[str] | None:
+    entry = _update_server_dns(facts)
+    if not entry or entry.get('ok') is not False:
+        return None
+    what = 'timed out after %s' % _duration(entry) if entry.get('timed_out') else 'failed with error %s' % entry.get('error_code')
+    return ['resolving %s %s%s' % (entry.get('name'), what, _as_system(facts))]
+
+
+def check_misconfigured(facts: Facts) -> list[str] | None:
+    policy_server = (facts.get('policy') or {}).get('update_server')
+    if not policy_server or policy_server.lower() in REGION_UPDATE_SERVERS.values():
+        return None
+    lines = ['policy update server %s is not a Cisco public TETRA host (%s)' % (policy_server, ', '.join(sorted(REGION_UPDATE_SERVERS.values())))]
+    if _tls(facts).get('host') == policy_server and (check_dns(facts) or check_unreachable(facts)):
+        return lines + (check_dns(facts) or check_unreachable(facts) or [])
+    return None
+
+
+def check_unreachable(facts: Facts) -> list[str] | None:
+    tls = _tls(facts)
+    if tls.get('connect_ok') is not False:
+        return None
+    entry = _update_server_dns(facts)
+    if entry and entry.get('ok') is False:
+        return None
+    how = 'timed out after %s' % _duration(tls, 'connect_ms') if tls.get('connect_timed_out') else 'failed (%s)' % (tls.get('connect_error') or 'refused')
+    return ['TCP connect to %s:443 %s%s' % (_server(facts), how, _as_system(facts))] + _curl_line(facts)
+
+
+def _foreign_issuers(facts: Facts) -> list[str]:
+    issuers = _tls(facts).get('issuers') or ([_tls(facts).get('leaf_issuer')] if _tls(facts).get('leaf_issuer') else [])
+    return [i for i in issuers if i and not any(marker in i.lower() for marker in TRUSTED_ISSUER_MARKERS)]
+
+
+def check_interception(facts: Facts) -> list[str] | None:
+    foreign = _foreign_issuers(facts)
+    if not foreign:
+        return None
+    tls = _tls(facts)
+    lines = ['%s presented a certificate issued by %s, not by Cisco\'s CA (IdenTrust)' % (_server(facts), foreign[0])]
+    if tls.get('handshake_error_hex'):
+        lines.append('TLS handshake failed with %s %s' % (tls.get('handshake_error_hex'), tls.get('handshake_error_name') or ''))
+    return lines
+
+
+def check_root_missing(facts: Facts) -> list[str] | None:
+    missing = [r for r in _probes(facts).get('roots') or [] if r.get('present') is False]
+    if not missing:
+        return None
+    return ['%s (%s) is missing from LocalMachine\\Root' % (REQUIRED_ROOTS.get(r.get('thumbprint'), 'required root'), r.get('thumbprint'))
+            for r in missing]
+
+
+def check_revocation(facts: Facts) -> list[str] | None:
+    tls = _tls(facts)
+    curl = _probes(facts).get('curl') or {}
+    if not (tls.get('revocation_offline') or curl.get('revocation_offline')):
+        return None
+    lines = []
+    if tls.get('revocation_offline'):
+        lines.append('schannel %s while checking revocation during the TLS handshake with %s%s'
+                     % (tls.get('handshake_error_hex') or 'OfflineRevocation', _server(facts), _as_system(facts)))
+    if curl.get('revocation_offline'):
+        lines.append('curl.exe exit %s: schannel %s (revocation server offline)' % (curl.get('exit_code'), curl.get('schannel_error') or '0x80092013'))
+    return lines + _failed_http(facts)
+
+
+def check_interrupted(facts: Facts) -> list[str] | None:
+    curl = _probes(facts).get('curl') or {}
+    reason = CURL_INTERRUPTED.get(curl.get('exit_code'))
+    if not reason:
+        return None
+    return ['curl.exe exit %s (%s): %s' % (curl.get('exit_code'), reason, curl.get('summary') or 'connection cut during the transfer')]
+
+
+def check_posture_unavailable(facts: Facts) -> list[str] | None:
+    posture = facts.get('posture') or {}
+    if not facts.get('installed') or posture.get('available'):
+        return None
+    return ['AmpCLI posture unavailable: %s' % (posture.get('problem') or 'AmpCLI.exe not found')]
+
+
+def check_policy_unreadable(facts: Facts) -> list[str] | None:
+    policy = facts.get('policy') or {}
+    if not facts.get('installed') or policy.get('readable', True):
+        return None
+    return ['policy.xml not readable locally (%s): expected on connector 8.1.3 and later' % (policy.get('problem') or 'access denied')]
+
+
+def check_context_fallback(facts: Facts) -> list[str] | None:
+    for error in facts.get('errors') or []:
+        if error.get('section') == 'context':
+            return ['probes ran as the WinRM user: the LocalSystem scheduled task failed (%s)' % error.get('type')]
+    return None
+
+
+def check_too_old(facts: Facts) -> list[str] | None:
+    version = _version_tuple((facts.get('install') or {}).get('connector_version'))
+    if version is None or version >= FORCEUPDATE_MIN_VERSION:
+        return None
+    return ['connector %s is older than 7.2.7: sfc.exe -forceupdate does not exist' % '.'.join(map(str, version))]
+
+
+CATALOG: tuple[Cause, ...] = (
+    Cause('tetra_disabled', 'failing', False, 'TETRA is disabled by the policy',
+          'Enable the TETRA engine and its updater in the connector policy (or accept that this host has no TETRA definitions).',
+          check_tetra_disabled),
+    Cause('service_stopped', 'failing', False, 'The connector service is not running',
+          'Start the Cisco Secure Endpoint service on the host (this collection never starts or stops it), then re-check.',
+          check_service_stopped),
+    Cause('connector_disconnected', 'failing', False, 'The connector is not connected to the Secure Endpoint cloud',
+          'Check the connector\'s connectivity to the cloud (ConnectivityTool, part of IPSupportTool) and the required server addresses (Cisco doc 118121).',
+          check_disconnected),
+    Cause('proxy_auth_failed', 'failing', False, 'The connector cannot authenticate with the proxy',
+          'Check the proxy credentials (user and password in the policy\'s proxy settings).', check_proxy_auth),
+    Cause('proxy_unreachable', 'failing', False, 'The connector cannot connect to the proxy',
+          'Check network connectivity to the proxy (server and port in the policy).', check_proxy_unreachable),
+    Cause('proxy_download_failed', 'failing', False, 'The proxy connection works but the download through it fails',
+          'Check download problems in the proxy logs.', _lasterror_is(4294965187)),
+    Cause('update_server_misconfigured', 'failing', False, 'The policy points at an update server that does not work',
+          'Set the TETRA update server in the policy to the region\'s Cisco host (Cisco doc 118121) or fix the custom server.',
+          check_misconfigured),
+    Cause('dns_resolution_failed', 'failing', False, 'The update server name does not resolve',
+          'Fix name resolution of the update server on the endpoint (Resolve-DnsName -Name <server>): DNS servers, forwarders or split DNS.',
+          check_dns),
+    Cause('update_server_unreachable', 'failing', False, 'The update server cannot be reached on port 443',
+          'Allow HTTPS (TCP 443) from the endpoint to the update server by name, not IP (Cisco doc 118121).', check_unreachable),
+    Cause('tls_interception', 'failing', False, 'TLS to the update server is intercepted',
+          'Exempt the TETRA update server from TLS inspection on the proxy or firewall (Cisco doc 118121).', check_interception),
+    Cause('root_certificate_missing', 'failing', False, 'A root certificate the connector needs is missing',
+          'Install the required root certificates in LocalMachine\\Root (Cisco doc 216943), e.g. IdenTrust Commercial Root CA 1.',
+          check_root_missing),
+    Cause('revocation_check_failed', 'failing', False, 'The certificate revocation check fails (CRL/OCSP servers unreachable)',
+          'Allow HTTP (TCP 80) from the endpoint to commercial.ocsp.identrust.com and validation.identrust.com, directly or through the '
+          'machine\'s WinHTTP proxy (netsh winhttp set proxy), since the connector checks revocation as LocalSystem.',
+          check_revocation),
+    Cause('download_interrupted', 'failing', True, 'The download from the update server is interrupted',
+          'Force an update (sfc.exe -forceupdate) and check for network devices cutting long transfers.', check_interrupted),
+    # Non-blocking findings: reported as secondary, never the reason definitions are behind.
+    Cause('connector_too_old', 'stale', False, 'The connector is too old for a forced update',
+          'Upgrade the connector (7.2.7 and later support sfc.exe -forceupdate); until then wait for the next update interval.',
+          check_too_old, blocking=False),
+    Cause('context_fallback', 'unknown', False, 'Probes could not run as LocalSystem',
+          'Allow the WinRM user to register scheduled tasks, or judge the result knowing it shows the user\'s network view.',
+          check_context_fallback, blocking=False),
+    Cause('posture_unavailable', 'unknown', False, 'AmpCLI posture is unavailable',
+          'Check the connector installation (AmpCLI.exe in the versioned folder); versions were read from local.xml.',
+          check_posture_unavailable, blocking=False),
+    Cause('policy_unreadable', 'unknown', False, 'policy.xml is not readable on the endpoint',
+          'Read the policy from the Secure Endpoint console or API (GET /v1/policies/{guid}.xml) when its settings matter.',
+          check_policy_unreadable, blocking=False),
+)
+
+OUTCOMES: dict[str, Cause] = {cause.name: cause for cause in (
+    Cause('up_to_date', 'ok', False, 'TETRA definitions are current', 'Nothing to do.'),
+    Cause('connector_not_installed', 'not_installed', False, 'No Secure Endpoint connector is installed',
+          'Install the Secure Endpoint connector, or remove the host from the inventory.'),
+    Cause('definitions_unknown', 'unknown', False, 'The TETRA definition version could not be read',
+          'Check AmpCLI.exe and local.xml on the endpoint; see the problems listed in the evidence.'),
+    Cause('evidence_invalid', 'unknown', False, 'The endpoint answered with something that is not evidence',
+          'Run the module with -vvv to see what the endpoint returned; check PowerShell 5.1 and the WinRM shell.'),
+    Cause('intermittent_connectivity', 'stale', True, 'The update server is reachable now but updates have been failing',
+          'Force an update (sfc.exe -forceupdate); if it recurs, look for intermittent connectivity between Last Seen and '
+          'Definitions Last Updated. ' + ESCALATE),
+    Cause('stale_definitions', 'stale', True, 'Definitions are behind and no blocking cause was found',
+          'Force an update: sfc.exe -forceupdate (playbooks/remediate.yml), then re-check the version. ' + ESCALATE),
+)}
+OUTCOMES.update({cause.name: cause for cause in CATALOG})
+
+
+# ---------------------------------------------------------------- freshness and verdict
+
+def _hours_since(iso: str | None, now: datetime.datetime) -> float | None:
+    if not iso:
+        return None
+    try:
+        then = datetime.datetime.strptime(iso, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return None
+    return round((now - then).total_seconds() / 3600.0, 1)
+
+
+def freshness_of(facts: Facts, freshness: Facts) -> Facts:
+    """Versions and ages the verdict reports."""
+    version = facts.get('tetra_version')
+    latest = freshness.get('latest')
+    behind = max(latest - version, 0) if isinstance(latest, int) and isinstance(version, int) else None
+    return {
+        'connector': (facts.get('install') or {}).get('connector_version'),
+        'tetra': version,
+        'latest': latest,
+        'latest_source': freshness.get('source') or ('unknown' if latest is None else 'given'),
+        'behind': behind,
+    }
+
+
+def is_current(versions: Facts, age_hours: float | None, freshness: Facts) -> bool | None:
+    """True/False when it can be told, None when the version is unknown."""
+    if versions['tetra'] is None:
+        return None
+    if versions['behind'] is not None and versions['behind'] > int(freshness.get('max_behind', 5)):
+        return False
+    max_age = freshness.get('max_age_hours')
+    if max_age and age_hours is not None and age_hours > float(max_age):
+        return False
+    # Without a known latest version a host is judged by age alone, and says so in latest_source.
+    return True
+
+
+def findings(facts: Facts) -> list[tuple[Cause, list[str]]]:
+    """Every catalog cause whose check holds, in catalog (priority) order."""
+    found = []
+    for cause in CATALOG:
+        lines = cause.check(facts) if cause.check else None
+        if lines:
+            found.append((cause, lines))
+    return found
+
+
+def _stale_outcome(facts: Facts, now: datetime.datetime) -> str:
+    if check_too_old(facts):
+        return 'connector_too_old'
+    checked = _hours_since((facts.get('local') or {}).get('last_check'), now)
+    if checked is not None and checked <= RECENT_CHECK_HOURS and _lasterror(facts).get('unsigned'):
+        return 'intermittent_connectivity'
+    return 'stale_definitions'
+
+
+def choose_primary(facts: Facts, current: bool | None, found: list[tuple[Cause, list[str]]], now: datetime.datetime) -> str:
+    """The deterministic rule: not installed, then current, then the first blocking finding in catalog order."""
+    if not facts.get('installed'):
+        return 'connector_not_installed'
+    if current:
+        return 'up_to_date'
+    blocking = [cause.name for cause, _ in found if cause.blocking]
+    if blocking:
+        return blocking[0]
+    if current is None:
+        return 'definitions_unknown'
+    return _stale_outcome(facts, now)
+
+
+def _finding(cause: Cause, lines: list[str]) -> Facts:
+    return {'cause': cause.name, 'summary': cause.summary, 'evidence': lines, 'action': cause.action, 'remediable': cause.remediable}
+
+
+def _version_lines(versions: Facts, age_hours: float | None) -> list[str]:
+    if versions['tetra'] is None:
+        return []
+    line = 'TETRA %s' % versions['tetra']
+    if versions['latest'] is not None:
+        line += ' vs latest %s (%s behind, latest from %s)' % (versions['latest'], versions['behind'], versions['latest_source'])
+    if age_hours is not None:
+        line += '; last successful update %.1f h ago' % age_hours
+    return [line]
+
+
+def diagnose(facts: Facts, freshness: Facts, host: str | None = None, now: datetime.datetime | None = None) -> Facts:
+    """The verdict for one host (docs/evidence.md, "Verdict")."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    versions = freshness_of(facts, freshness)
+    last_success = (facts.get('local') or {}).get('last_success')
+    age_hours = _hours_since(last_success, now)
+    current = is_current(versions, age_hours, freshness) if facts.get('installed') else None
+    found = findings(facts) if facts.get('installed') else []
+    primary = OUTCOMES[choose_primary(facts, current, found, now)]
+    evidence = next((lines for cause, lines in found if cause.name == primary.name), [])
+    if primary.name == 'connector_too_old':
+        found = [(c, lines) for c, lines in found if c.name != 'connector_too_old']
+    return {
+        'host': host or (facts.get('host') or {}).get('computer_name'),
+        'status': primary.status,
+        'cause': primary.name,
+        'summary': primary.summary,
+        'evidence': evidence + _version_lines(versions, age_hours),
+        'action': primary.action,
+        'remediable': primary.remediable,
+        'secondary': [_finding(cause, lines) for cause, lines in found if cause.name != primary.name],
+        'versions': versions,
+        'last_success': last_success,
+        'age_hours': age_hours,
+        'checked_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
+    }
+
+
+def invalid_evidence_verdict(host: str, message: str, now: datetime.datetime | None = None) -> Facts:
+    """The verdict for a host whose endpoint answered with garbage: a row, never a missing host."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    cause = OUTCOMES['evidence_invalid']
+    return {
+        'host': host, 'status': cause.status, 'cause': cause.name, 'summary': cause.summary, 'evidence': [message],
+        'action': cause.action, 'remediable': False, 'secondary': [],
+        'versions': {'connector': None, 'tetra': None, 'latest': None, 'latest_source': 'unknown', 'behind': None},
+        'last_success': None, 'age_hours': None, 'checked_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
+    }
