@@ -1,0 +1,97 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+name: tetra_latest_version
+short_description: Latest published TETRA definition version
+version_added: 1.0.0
+author:
+  - Contributors to the secure_endpoint.tetra collection
+description:
+  - Fetches Cisco's public C(versions.id) file (no credentials needed) on the controller and returns the latest
+    published TETRA version as an integer, the number Cisco's Health Checker compares endpoints with.
+  - Run it once per play (for example with C(run_once)); when it cannot be fetched it returns null with a
+    warning (O(on_error=warn)), and verdicts then use the highest version seen in the run.
+options:
+  _terms:
+    description: Not used.
+    required: false
+  url:
+    description: The C(versions.id) address. C(av32bit) holds the 32-bit engine's version.
+    type: str
+    default: http://update.amp.cisco.com/av64bit/versions.id
+  timeout:
+    description: Seconds to wait for the answer.
+    type: int
+    default: 10
+  proxy:
+    description: HTTP proxy URL to fetch through, for example C(http://proxy.corp.example:8080). By default the controller's environment decides.
+    type: str
+  on_error:
+    description: What to do when the version cannot be fetched or read.
+    type: str
+    choices: [fail, warn, ignore]
+    default: warn
+notes:
+  - The file is undocumented by Cisco; its body holds C(value="NNNNN").
+'''
+
+EXAMPLES = r'''
+- name: Fetch the latest TETRA version once
+  ansible.builtin.set_fact:
+    tetra_latest_version: "{{ lookup('secure_endpoint.tetra.tetra_latest_version', timeout=5) }}"
+  run_once: true
+'''
+
+RETURN = r'''
+_raw:
+  description: The latest TETRA version, or null when it could not be fetched and O(on_error) is not C(fail).
+  type: list
+  elements: int
+'''
+
+import re
+
+from ansible.errors import AnsibleLookupError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.urls import open_url
+from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
+
+_VALUE = re.compile(r'value\s*=\s*"(\d+)"')
+display = Display()
+
+
+def parse_versions_id(body: str) -> int:
+    """The version number in a versions.id body, or ValueError."""
+    match = _VALUE.search(body)
+    if not match:
+        raise ValueError('no value="NNNNN" in the answer: %r' % body[:200])
+    return int(match.group(1))
+
+
+class LookupModule(LookupBase):
+
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        url = self.get_option('url')
+        try:
+            return [self.fetch(url)]
+        except Exception as exc:  # pylint: disable=broad-except  # any failure becomes one clear message
+            message = 'Cannot fetch the latest TETRA version from %s: %s' % (url, to_text(exc))
+            if self.get_option('on_error') == 'fail':
+                raise AnsibleLookupError(message) from None
+            if self.get_option('on_error') == 'warn':
+                display.warning(message + '; verdicts will use the highest version seen in the run')
+            return [None]
+
+    def fetch(self, url: str) -> int:
+        proxy = self.get_option('proxy')
+        handlers = None
+        if proxy:
+            from urllib.request import ProxyHandler  # pylint: disable=import-outside-toplevel
+            handlers = [ProxyHandler({'http': proxy, 'https': proxy})]
+        response = open_url(url, timeout=self.get_option('timeout'), http_agent='secure_endpoint.tetra', handlers=handlers)
+        return parse_versions_id(to_text(response.read(65536), errors='replace'))
