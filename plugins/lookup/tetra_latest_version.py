@@ -52,6 +52,8 @@ _raw:
   elements: int
 '''
 
+import contextlib
+import os
 import re
 
 from ansible.errors import AnsibleLookupError
@@ -62,6 +64,7 @@ from ansible.utils.display import Display
 
 _VALUE = re.compile(r'value\s*=\s*"(\d+)"')
 display = Display()
+_PROXY_VARIABLES = ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY')
 
 
 def parse_versions_id(body: str) -> int:
@@ -88,10 +91,24 @@ class LookupModule(LookupBase):
             return [None]
 
     def fetch(self, url: str) -> int:
-        proxy = self.get_option('proxy')
-        handlers = None
-        if proxy:
-            from urllib.request import ProxyHandler  # pylint: disable=import-outside-toplevel
-            handlers = [ProxyHandler({'http': proxy, 'https': proxy})]
-        response = open_url(url, timeout=self.get_option('timeout'), http_agent='secure_endpoint.tetra', handlers=handlers)
-        return parse_versions_id(to_text(response.read(65536), errors='replace'))
+        with proxy_environment(self.get_option('proxy')):
+            response = open_url(url, timeout=self.get_option('timeout'), http_agent='secure_endpoint.tetra')
+            return parse_versions_id(to_text(response.read(65536), errors='replace'))
+
+
+@contextlib.contextmanager
+def proxy_environment(proxy: str | None):
+    """open_url takes its proxy from the environment: set it for this one request only."""
+    if not proxy:
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in _PROXY_VARIABLES}
+    os.environ.update({name: proxy for name in _PROXY_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
