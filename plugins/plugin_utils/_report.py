@@ -1,0 +1,359 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The fleet report: every host's verdict as JSON, CSV, Markdown and one self-contained HTML page.
+
+Input is what ``tetra_diagnose`` returned for each host (or nothing, or an unreachable result);
+output is one record per host in report format 1. Nothing here touches an endpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import html
+import io
+import json
+import os
+import re
+import typing as t
+
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import STATUS_ORDER, page
+
+REPORT_FORMAT = 1
+REPORT_FILES = {'json': 'report.json', 'csv': 'report.csv', 'markdown': 'report.md', 'html': 'report.html'}
+RECORD_FIELDS = ('host', 'status', 'cause', 'summary', 'evidence', 'action', 'remediable', 'secondary',
+                 'versions', 'last_success', 'age_hours', 'timings', 'checked_at')
+CSV_FIELDS = ('host', 'status', 'cause', 'summary', 'action', 'remediable', 'connector', 'tetra', 'latest',
+              'latest_source', 'behind', 'last_success', 'age_hours', 'endpoint_ms', 'round_trip_ms',
+              'checked_at', 'evidence', 'secondary')
+STATS_NEEDS_ACTION_LIMIT = 100
+
+_AUTH_FAILURE = re.compile(r'\b401\b|credentials were rejected|unauthori[sz]ed|authentication failed|'
+                           r'authentication error|logon failure|access is denied', re.I)
+_FORMULA_START = ('=', '+', '-', '@', '\t', '\r')
+
+Record = dict[str, t.Any]
+DiagnoseFn = t.Callable[[dict[str, t.Any], dict[str, t.Any]], dict[str, t.Any]]
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def default_report_dir(base: str | None = None, now: datetime.datetime | None = None) -> str:
+    """``<base or cwd>/out/tetra-report-<UTC timestamp>``."""
+    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime('%Y%m%dT%H%M%SZ')
+    return os.path.join(base or os.getcwd(), 'out', 'tetra-report-%s' % stamp)
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+def empty_record(host: str, status: str, cause: str, summary: str, evidence: list[str], action: str,
+                 checked_at: str) -> Record:
+    """A record for a host that has no verdict of its own."""
+    return {
+        'host': host, 'status': status, 'cause': cause, 'summary': summary, 'evidence': evidence,
+        'action': action, 'remediable': False, 'secondary': [], 'versions': {}, 'last_success': None,
+        'age_hours': None, 'timings': {}, 'checked_at': checked_at,
+    }
+
+
+def is_auth_failure(message: str) -> bool:
+    return bool(_AUTH_FAILURE.search(message or ''))
+
+
+def unreachable_record(host: str, message: str, checked_at: str) -> Record:
+    """Ansible could not reach or log on to the host."""
+    message = str(message or 'The host was unreachable').strip()
+    if is_auth_failure(message):
+        return empty_record(
+            host, 'unreachable', 'authentication_failed', 'Ansible could not log on to the host: credentials rejected',
+            [message], 'Check the connection user and password (or Kerberos/certificate credentials) for this host.',
+            checked_at)
+    return empty_record(
+        host, 'unreachable', 'host_unreachable', 'Ansible could not reach the host', [message],
+        'Check that the host is up and that WinRM (or the configured connection) is reachable from the controller.',
+        checked_at)
+
+
+def missing_record(host: str, checked_at: str) -> Record:
+    """No registered result at all: the host left the play before the diagnosis ran."""
+    return empty_record(
+        host, 'unreachable', 'host_unreachable',
+        'No diagnosis result: the host was unreachable or left the play before the diagnosis ran',
+        ['no result registered for this host'],
+        'Check that the host is up and reachable, then run the diagnosis again.', checked_at)
+
+
+def failed_record(host: str, result: dict[str, t.Any], checked_at: str) -> Record:
+    """The diagnosis task failed or was skipped without a verdict."""
+    if result.get('skipped'):
+        return empty_record(host, 'unknown', 'not_diagnosed', 'The diagnosis task was skipped on this host',
+                            [str(result.get('skip_reason') or result.get('msg') or 'skipped')],
+                            'Run the diagnosis on this host.', checked_at)
+    message = str(result.get('msg') or 'The diagnosis task failed without a message')
+    return empty_record(host, 'unknown', 'task_failed', 'The diagnosis task failed: %s' % message[:200],
+                        [message], 'Read the task error; fix the module arguments or the connection and run again.',
+                        checked_at)
+
+
+def verdict_record(host: str, verdict: dict[str, t.Any], checked_at: str) -> Record:
+    """A verdict as one report record, keyed by the inventory host name."""
+    record = {name: verdict.get(name) for name in RECORD_FIELDS}
+    record['host'] = host
+    record['status'] = str(verdict.get('status') or 'unknown')
+    record['cause'] = str(verdict.get('cause') or 'unknown')
+    record['evidence'] = [str(line) for line in verdict.get('evidence') or []]
+    record['secondary'] = list(verdict.get('secondary') or [])
+    record['versions'] = dict(verdict.get('versions') or {})
+    record['timings'] = dict(verdict.get('timings') or {})
+    record['remediable'] = bool(verdict.get('remediable'))
+    record['checked_at'] = verdict.get('checked_at') or checked_at
+    if verdict.get('host') and str(verdict['host']) != host:
+        record['endpoint_name'] = str(verdict['host'])
+    return record
+
+
+def record_from_result(host: str, result: t.Any, checked_at: str) -> Record:
+    """One report record from whatever the diagnosis task left for a host."""
+    if not isinstance(result, dict) or not result:
+        return missing_record(host, checked_at)
+    if result.get('unreachable'):
+        return unreachable_record(host, str(result.get('msg') or ''), checked_at)
+    if isinstance(result.get('verdict'), dict):
+        return verdict_record(host, result['verdict'], checked_at)
+    return failed_record(host, result, checked_at)
+
+
+# --- fleet-wide latest version ----------------------------------------------------------------
+
+
+def _as_int(value: t.Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def fleet_max_version(results: dict[str, t.Any]) -> int | None:
+    """The highest TETRA definition version any host of the run reported."""
+    seen = [_as_int(((result.get('verdict') or {}).get('versions') or {}).get('tetra'))
+            for result in results.values() if isinstance(result, dict)]
+    known = [version for version in seen if version is not None]
+    return max(known) if known else None
+
+
+def _needs_fleet_max(result: t.Any) -> bool:
+    if not isinstance(result, dict) or not isinstance(result.get('verdict'), dict):
+        return False
+    versions = result['verdict'].get('versions') or {}
+    return versions.get('latest_source') == 'unknown' and isinstance(result.get('facts'), dict)
+
+
+def _default_diagnose() -> DiagnoseFn:
+    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import diagnose
+    return diagnose
+
+
+def apply_fleet_max(results: dict[str, t.Any], diagnose_fn: DiagnoseFn | None = None) -> tuple[dict[str, t.Any], int | None]:
+    """Re-diagnose hosts whose latest version was unknown against the run's highest version.
+
+    Returns the results (recomputed ones replaced by copies) and the fleet maximum used, if any.
+    """
+    pending = [host for host, result in results.items() if _needs_fleet_max(result)]
+    fleet_max = fleet_max_version(results)
+    if not pending or fleet_max is None:
+        return results, None
+    diagnose_fn = diagnose_fn or _default_diagnose()
+    updated = dict(results)
+    for host in pending:
+        updated[host] = _recompute(results[host], fleet_max, diagnose_fn)
+    return updated, fleet_max
+
+
+def _recompute(result: dict[str, t.Any], fleet_max: int, diagnose_fn: DiagnoseFn) -> dict[str, t.Any]:
+    freshness = dict(result.get('freshness') or {}, latest=fleet_max, source='fleet_max')
+    verdict = dict(diagnose_fn(result['facts'], freshness))
+    for kept in ('host', 'timings', 'checked_at'):
+        if not verdict.get(kept) and result['verdict'].get(kept):
+            verdict[kept] = result['verdict'][kept]
+    return dict(result, verdict=verdict, freshness=freshness)
+
+
+def build_records(hosts: list[str], results: dict[str, t.Any], checked_at: str | None = None) -> list[Record]:
+    """One record per host, in the order given, duplicates dropped."""
+    checked_at = checked_at or utc_now()
+    seen: set[str] = set()
+    records = []
+    for host in hosts:
+        if host in seen:
+            continue
+        seen.add(host)
+        records.append(record_from_result(host, results.get(host), checked_at))
+    return records
+
+
+# --- merging ----------------------------------------------------------------------------------
+
+
+def load_report(path: str) -> list[Record]:
+    """The records of an earlier report (its JSON file, or the folder holding report.json)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, REPORT_FILES['json'])
+    with open(path, encoding='utf-8') as handle:
+        document = json.load(handle)
+    if not isinstance(document, dict) or document.get('format') != REPORT_FORMAT:
+        raise ValueError('%s is not a TETRA fleet report (format %d)' % (path, REPORT_FORMAT))
+    records = document.get('hosts')
+    if not isinstance(records, list) or not all(isinstance(r, dict) and r.get('host') for r in records):
+        raise ValueError('%s has no valid "hosts" list' % path)
+    return records
+
+
+def merge_records(*record_lists: list[Record]) -> list[Record]:
+    """One record per host: the latest ``checked_at`` wins; on a tie the later list wins."""
+    merged: dict[str, Record] = {}
+    for records in record_lists:
+        for record in records:
+            host = str(record['host'])
+            current = merged.get(host)
+            if current is None or str(record.get('checked_at') or '') >= str(current.get('checked_at') or ''):
+                merged[host] = record
+    return sorted(merged.values(), key=lambda r: str(r['host']))
+
+
+# --- summary ----------------------------------------------------------------------------------
+
+
+def status_rank(status: str) -> int:
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
+def by_urgency(records: list[Record]) -> list[Record]:
+    return sorted(records, key=lambda r: (status_rank(r['status']), str(r['cause']), str(r['host'])))
+
+
+def summarize(records: list[Record]) -> dict[str, t.Any]:
+    """Counts by status (every status present, most urgent first) and by cause."""
+    by_status = {status: 0 for status in STATUS_ORDER}
+    by_cause: dict[str, int] = {}
+    for record in records:
+        by_status[record['status']] = by_status.get(record['status'], 0) + 1
+        by_cause[record['cause']] = by_cause.get(record['cause'], 0) + 1
+    ordered_causes = dict(sorted(by_cause.items(), key=lambda item: (-item[1], item[0])))
+    needs_action = sum(1 for record in records if record['status'] != 'ok')
+    return {'total': len(records), 'ok': by_status.get('ok', 0), 'needs_action': needs_action,
+            'by_status': by_status, 'by_cause': ordered_causes}
+
+
+def needs_action_rows(records: list[Record], limit: int | None = None) -> list[dict[str, t.Any]]:
+    """host/status/cause/action of every host that is not ok, most urgent first."""
+    rows = [{name: record.get(name) for name in ('host', 'status', 'cause', 'action')}
+            for record in by_urgency(records) if record['status'] != 'ok']
+    return rows if limit is None else rows[:limit]
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def build_document(records: list[Record], meta: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The JSON report: format, generation data, summary and one record per host (sorted by host)."""
+    records = sorted(records, key=lambda r: str(r['host']))
+    return {'format': REPORT_FORMAT, 'generated_at': meta.get('generated_at') or utc_now(),
+            'title': meta.get('title') or 'TETRA definitions: fleet report',
+            'sources': list(meta.get('sources') or []), 'fleet_max_version': meta.get('fleet_max_version'),
+            'summary': summarize(records), 'hosts': records}
+
+
+def render_json(document: dict[str, t.Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, default=str) + '\n'
+
+
+def _csv_safe(value: t.Any) -> t.Any:
+    """Text that spreadsheets would run as a formula is prefixed with a quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_row(record: Record) -> dict[str, t.Any]:
+    versions = record.get('versions') or {}
+    timings = record.get('timings') or {}
+    row = {name: record.get(name) for name in CSV_FIELDS}
+    row.update({name: versions.get(name) for name in ('connector', 'tetra', 'latest', 'latest_source', 'behind')})
+    row.update({name: timings.get(name) for name in ('endpoint_ms', 'round_trip_ms')})
+    row['evidence'] = ' | '.join(record.get('evidence') or [])
+    row['secondary'] = ' | '.join(str(item.get('cause')) for item in record.get('secondary') or [] if isinstance(item, dict))
+    return {name: _csv_safe('' if value is None else value) for name, value in row.items()}
+
+
+def render_csv(records: list[Record]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator='\n')
+    writer.writeheader()
+    for record in sorted(records, key=lambda r: str(r['host'])):
+        writer.writerow(csv_row(record))
+    return buffer.getvalue()
+
+
+def _md(value: t.Any) -> str:
+    """One Markdown table cell: no pipes, no line breaks, no raw HTML."""
+    text = '' if value is None else str(value)
+    text = html.escape(text, quote=False).replace('|', '\\|')
+    return re.sub(r'\s*[\r\n]+\s*', ' ', text).strip()
+
+
+def _md_table(header: tuple[str, ...], rows: list[tuple[t.Any, ...]]) -> list[str]:
+    lines = ['| %s |' % ' | '.join(header), '|%s' % ('---|' * len(header))]
+    lines.extend('| %s |' % ' | '.join(_md(cell) for cell in row) for row in rows)
+    return lines
+
+
+def render_markdown(document: dict[str, t.Any]) -> str:
+    summary = document['summary']
+    lines = ['# %s' % _md(document['title']), '',
+             'Generated %s: %d hosts, %d ok, %d need action.' % (
+                 _md(document['generated_at']), summary['total'], summary['ok'], summary['needs_action']), '']
+    lines += _md_table(('status', 'hosts'), [(s, n) for s, n in summary['by_status'].items() if n])
+    lines += ['']
+    lines += _md_table(('cause', 'hosts'), list(summary['by_cause'].items()))
+    rows = [(r['host'], r['status'], r['cause'], r.get('summary'), r.get('action'))
+            for r in by_urgency(document['hosts']) if r['status'] != 'ok']
+    if rows:
+        lines += ['', '## Hosts that need action', '']
+        lines += _md_table(('host', 'status', 'cause', 'summary', 'action'), rows)
+    return '\n'.join(lines) + '\n'
+
+
+RENDERERS: dict[str, t.Callable[[dict[str, t.Any]], str]] = {
+    'json': render_json,
+    'csv': lambda document: render_csv(document['hosts']),
+    'markdown': render_markdown,
+    'html': page,
+}
+
+
+def write_report(folder: str, document: dict[str, t.Any], formats: t.Iterable[str]) -> dict[str, str]:
+    """Write the chosen formats into ``folder`` (atomically per file); returns format -> path."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+    for name in formats:
+        path = os.path.join(folder, REPORT_FILES[name])
+        with open(path + '.tmp', 'w', encoding='utf-8', newline='') as handle:
+            handle.write(RENDERERS[name](document))
+        os.replace(path + '.tmp', path)
+        paths[name] = path
+    return paths
+
+
+def stats_summary(document: dict[str, t.Any], paths: dict[str, str], folder: str) -> dict[str, t.Any]:
+    """The small run-wide summary for ``set_stats`` (AWX artifacts and workflow extra vars)."""
+    summary = document['summary']
+    return {
+        'format': REPORT_FORMAT, 'generated_at': document['generated_at'], 'total': summary['total'],
+        'ok': summary['ok'], 'needs_action': summary['needs_action'],
+        'by_status': {status: count for status, count in summary['by_status'].items() if count},
+        'by_cause': summary['by_cause'], 'report_dir': folder, 'html': paths.get('html'), 'json': paths.get('json'),
+    }
