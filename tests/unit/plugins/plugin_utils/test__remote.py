@@ -1,0 +1,160 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+
+import pytest
+
+from ansible.errors import AnsibleConnectionFailure
+
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remote
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import (
+    EvidenceCall, RemoteError, build_command, clean_stderr, load_script, parse_document,
+)
+
+GOOD = json.dumps({'format': 1, 'action': 'collect', 'duration_ms': 5}).encode()
+CLIXML = (b'#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+          b'<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T></TN></Obj>'
+          b'<S S="Error">Cannot find path \'C:\\Program Files\\Cisco\\AMP\' because it does not exist._x000D__x000A_</S></Objs>')
+
+
+def decode_bootstrap(command: str) -> str:
+    encoded = command.split('-EncodedCommand ', 1)[1].split(';', 1)[0].strip()
+    return base64.b64decode(encoded).decode('utf-16-le')
+
+
+def request_in(bootstrap: str) -> dict:
+    match = re.search(r"^\$TetraRequest = '([A-Za-z0-9+/=]*)'$", bootstrap, re.M)
+    assert match, bootstrap
+    return json.loads(base64.b64decode(match.group(1)))
+
+
+class FakeConnection:
+    def __init__(self, *outcomes):
+        self.outcomes = list(outcomes)
+        self.calls = []
+        self.resets = 0
+
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        self.calls.append((cmd, in_data))
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if callable(outcome):
+            return outcome()
+        return outcome
+
+    def reset(self):
+        self.resets += 1
+
+
+def test_small_script_travels_inline_with_request_as_data():
+    hostile = "x'; Remove-Item C:\\ -Recurse; $(whoami)\n"
+    command, stdin = build_command('Write-Output 1', {'update_server': hostile})
+    bootstrap = decode_bootstrap(command)
+    assert stdin is None
+    assert command.startswith('PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand ')
+    assert hostile not in bootstrap and 'Remove-Item' not in bootstrap
+    assert request_in(bootstrap) == {'update_server': hostile}
+    assert bootstrap.rstrip().endswith('Write-Output 1')
+
+
+def test_shipped_script_goes_through_stdin_and_fits_the_command_line():
+    script = load_script()
+    command, stdin = build_command(script, {'action': 'collect'})
+    assert stdin == script.encode('utf-8')
+    assert len(command) < 8191  # well under CreateProcess' 32,767 characters
+    assert '[Console]::In.ReadToEnd()' in decode_bootstrap(command)
+
+
+def test_shipped_script_reads_the_request_variable_the_bootstrap_sets():
+    assert '$TetraRequest' in load_script()
+
+
+@pytest.mark.parametrize('stdout', [GOOD, b'\xef\xbb\xbf' + GOOD, GOOD.decode().encode('utf-16'), b'\r\n' + GOOD + b'\r\n'])
+def test_parse_document_accepts_one_json_document_in_any_windows_encoding(stdout):
+    assert parse_document(0, stdout, b'')['format'] == 1
+
+
+@pytest.mark.parametrize('rc, stdout, stderr, expected', [
+    (0, b'', b'', 'returned no output'),
+    (0, b'{"format": 1, "act', b'', 'did not return one JSON document'),
+    (0, b'WARNING: something\r\n' + GOOD, b'', 'did not return one JSON document'),
+    (0, b'[1, 2]', b'', 'not evidence format 1'),
+    (0, b'{"format": 2}', b'', 'not evidence format 1'),
+    (1, b'', CLIXML, 'exited with code 1: Cannot find path'),
+    (255, GOOD, b'boom', 'exited with code 255: boom'),
+])
+def test_parse_document_turns_bad_output_into_a_failure_quoting_it(rc, stdout, stderr, expected):
+    with pytest.raises(RemoteError) as caught:
+        parse_document(rc, stdout, stderr)
+    assert expected in caught.value.result['msg']
+    assert caught.value.result['failed'] is True
+    assert 'unreachable' not in caught.value.result
+    assert caught.value.result['rc'] == rc
+
+
+def test_clixml_stderr_is_reduced_to_the_error_text():
+    assert clean_stderr(CLIXML) == "Cannot find path 'C:\\Program Files\\Cisco\\AMP' because it does not exist."
+
+
+def test_long_garbage_is_quoted_but_bounded():
+    with pytest.raises(RemoteError) as caught:
+        parse_document(0, b'A' * 5000, b'')
+    assert '5000 characters in all' in caught.value.result['msg']
+    assert len(caught.value.result['msg']) < 1000
+
+
+def test_call_returns_the_document_and_sends_one_command():
+    connection = FakeConnection((0, GOOD, b''))
+    call = EvidenceCall(connection, {'action': 'collect', 'deadline_s': 5}, script='x')
+    assert call.run()['format'] == 1
+    assert len(connection.calls) == 1 and call.attempts == 1
+    assert request_in(decode_bootstrap(connection.calls[0][0]))['format'] == 1
+
+
+def test_a_transport_reset_is_retried_once():
+    connection = FakeConnection(AnsibleConnectionFailure('ConnectionResetError(104, Connection reset by peer)'), (0, GOOD, b''))
+    call = EvidenceCall(connection, {'deadline_s': 5}, script='x')
+    assert call.run()['format'] == 1
+    assert call.attempts == 2 and connection.resets == 1
+
+
+def test_two_resets_make_the_host_unreachable():
+    connection = FakeConnection(AnsibleConnectionFailure('Connection reset by peer'), AnsibleConnectionFailure('Connection reset by peer'))
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
+    assert caught.value.result['unreachable'] is True
+    assert 'reset twice' in caught.value.result['msg']
+
+
+def test_wrong_password_is_unreachable_without_retry():
+    failure = AnsibleConnectionFailure('ntlm: the specified credentials were rejected by the server')
+    connection = FakeConnection(failure)
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
+    assert caught.value.result['unreachable'] is True
+    assert 'authentication failed' in caught.value.result['msg']
+    assert len(connection.calls) == 1
+
+
+def test_unwrapped_transport_errors_become_unreachable():
+    connection = FakeConnection(ConnectionRefusedError(111, 'Connection refused'))
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
+    assert caught.value.result['unreachable'] is True
+    assert 'Connection refused' in caught.value.result['msg']
+
+
+def test_a_hung_transport_is_abandoned_after_the_budget(monkeypatch):
+    monkeypatch.setattr(_remote, '_GRACE_S', 0.2)
+    connection = FakeConnection(lambda: time.sleep(3) or (0, GOOD, b''))
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 0.1}, script='x').run()
+    assert 'did not answer within' in caught.value.result['msg']
+    assert caught.value.result['unreachable'] is True
