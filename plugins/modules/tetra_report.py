@@ -50,7 +50,8 @@ options:
       - Defaults to C(out/tetra-report-<UTC timestamp>) under the controller's current working directory.
     type: path
   formats:
-    description: The files to write.
+    description:
+      - The files to write. An empty list writes no file and creates no folder; the summary is still returned.
     type: list
     elements: str
     choices: [csv, html, json, markdown]

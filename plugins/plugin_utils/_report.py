@@ -34,7 +34,7 @@ _AUTH_FAILURE = re.compile(r'\b401\b|credentials were rejected|unauthori[sz]ed|a
 _FORMULA_START = ('=', '+', '-', '@', '\t', '\r')
 
 Record = dict[str, t.Any]
-DiagnoseFn = t.Callable[[dict[str, t.Any], dict[str, t.Any]], dict[str, t.Any]]
+DiagnoseFn = t.Callable[..., dict[str, t.Any]]
 
 
 def utc_now() -> str:
@@ -173,12 +173,22 @@ def apply_fleet_max(results: dict[str, t.Any], diagnose_fn: DiagnoseFn | None = 
     return updated, fleet_max
 
 
+def _parse_time(value: t.Any) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.strptime(str(value), '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+
+
 def _recompute(result: dict[str, t.Any], fleet_max: int, diagnose_fn: DiagnoseFn) -> dict[str, t.Any]:
+    """The same facts judged against the fleet maximum, as of the original check time."""
+    original = result['verdict']
     freshness = dict(result.get('freshness') or {}, latest=fleet_max, source='fleet_max')
-    verdict = dict(diagnose_fn(result['facts'], freshness))
-    for kept in ('host', 'timings', 'checked_at'):
-        if not verdict.get(kept) and result['verdict'].get(kept):
-            verdict[kept] = result['verdict'][kept]
+    verdict = dict(diagnose_fn(result['facts'], freshness, host=original.get('host'),
+                               now=_parse_time(original.get('checked_at'))))
+    for kept in ('timings', 'checked_at'):
+        if original.get(kept):
+            verdict[kept] = original[kept]
     return dict(result, verdict=verdict, freshness=freshness)
 
 
@@ -337,7 +347,9 @@ RENDERERS: dict[str, t.Callable[[dict[str, t.Any]], str]] = {
 
 def write_report(folder: str, document: dict[str, t.Any], formats: t.Iterable[str]) -> dict[str, str]:
     """Write the chosen formats into ``folder`` (atomically per file); returns format -> path."""
-    os.makedirs(folder, exist_ok=True)
+    formats = list(formats)
+    if formats:
+        os.makedirs(folder, exist_ok=True)
     paths = {}
     for name in formats:
         path = os.path.join(folder, REPORT_FILES[name])

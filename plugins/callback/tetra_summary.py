@@ -1,0 +1,178 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+name: tetra_summary
+type: aggregate
+short_description: Fleet table of TETRA verdicts after PLAY RECAP
+description:
+  - Collects the C(verdict) of every task result that has one (M(secure_endpoint.tetra.tetra_diagnose) and
+    anything that returns its verdict) and every unreachable host, and prints after C(PLAY RECAP) a table of
+    host counts per status and per cause, then the hosts that need action with their cause and action.
+  - When M(secure_endpoint.tetra.tetra_report) ran, its counts are used (they include merged reports and
+    verdicts recomputed against the fleet's highest version) and the report's paths are printed.
+  - An aggregate callback, so it prints beside any stdout callback, AWX's included. It must be enabled.
+version_added: 1.0.0
+author:
+  - Contributors to the secure_endpoint.tetra collection
+requirements:
+  - Enable it with C(callbacks_enabled) in C(ansible.cfg) or C(ANSIBLE_CALLBACKS_ENABLED).
+options:
+  max_hosts:
+    description: At most this many hosts are listed under "hosts that need action"; the rest are counted.
+    type: int
+    default: 50
+    ini:
+      - section: callback_tetra_summary
+        key: max_hosts
+    env:
+      - name: TETRA_SUMMARY_MAX_HOSTS
+  action_width:
+    description: Action text longer than this many characters is shortened in the table.
+    type: int
+    default: 100
+    ini:
+      - section: callback_tetra_summary
+        key: action_width
+    env:
+      - name: TETRA_SUMMARY_ACTION_WIDTH
+notes:
+  - Prints nothing when the run produced no verdict and no unreachable host.
+seealso:
+  - module: secure_endpoint.tetra.tetra_report
+'''
+
+EXAMPLES = r'''
+# ansible.cfg
+# [defaults]
+# callbacks_enabled = secure_endpoint.tetra.tetra_summary
+#
+# or: ANSIBLE_CALLBACKS_ENABLED=secure_endpoint.tetra.tetra_summary ansible-playbook secure_endpoint.tetra.diagnose
+'''
+
+import typing as t
+
+from ansible.plugins.callback import CallbackBase
+
+STATUS_ORDER = ('failing', 'unreachable', 'unknown', 'not_installed', 'stale', 'ok')
+_AUTH_WORDS = ('401', 'credentials were rejected', 'unauthorized', 'unauthorised', 'authentication failed',
+               'logon failure')
+
+
+def unreachable_cause(message: str) -> str:
+    text = (message or '').lower()
+    return 'authentication_failed' if any(word in text for word in _AUTH_WORDS) else 'host_unreachable'
+
+
+def shorten(text: t.Any, width: int) -> str:
+    value = ' '.join(str(text or '').split())
+    return value if len(value) <= width else value[:max(width - 3, 1)] + '...'
+
+
+def count_rows(rows: dict[str, dict[str, t.Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    by_status: dict[str, int] = {}
+    by_cause: dict[str, int] = {}
+    for row in rows.values():
+        by_status[row['status']] = by_status.get(row['status'], 0) + 1
+        by_cause[row['cause']] = by_cause.get(row['cause'], 0) + 1
+    return by_status, by_cause
+
+
+def rank(status: str) -> int:
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
+def table(header: tuple[str, ...], rows: list[tuple[t.Any, ...]]) -> list[str]:
+    """Plain text columns, left aligned."""
+    cells = [tuple(str(cell) for cell in row) for row in [header] + rows]
+    widths = [max(len(row[index]) for row in cells) for index in range(len(header))]
+    lines = ['  '.join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
+    lines.insert(1, '  '.join('-' * width for width in widths))
+    return lines
+
+
+class CallbackModule(CallbackBase):
+    """Aggregate callback: collect verdicts during the run, print the fleet table at the end."""
+
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'aggregate'
+    CALLBACK_NAME = 'secure_endpoint.tetra.tetra_summary'
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, display: t.Any = None) -> None:
+        super().__init__(display=display)
+        self.rows: dict[str, dict[str, t.Any]] = {}
+        self.report: dict[str, t.Any] | None = None
+
+    # --- collecting ---
+
+    def v2_runner_on_ok(self, result: t.Any) -> None:
+        self._collect(result)
+
+    def v2_runner_on_failed(self, result: t.Any, ignore_errors: bool = False) -> None:
+        self._collect(result)
+
+    def v2_runner_on_unreachable(self, result: t.Any) -> None:
+        message = str(result._result.get('msg') or '')
+        self.rows[result._host.get_name()] = {
+            'status': 'unreachable', 'cause': unreachable_cause(message), 'action': message}
+
+    def _collect(self, result: t.Any) -> None:
+        data = result._result
+        if not isinstance(data, dict):
+            return
+        if data.get('report_format') and isinstance(data.get('summary'), dict):
+            self.report = data
+        verdict = data.get('verdict')
+        if isinstance(verdict, dict) and verdict.get('status'):
+            self.rows[result._host.get_name()] = {
+                'status': str(verdict['status']), 'cause': str(verdict.get('cause') or 'unknown'),
+                'action': verdict.get('action') or verdict.get('summary') or ''}
+
+    # --- printing ---
+
+    def v2_playbook_on_stats(self, stats: t.Any) -> None:
+        if not self.rows and not self.report:
+            return
+        for line in self.summary_lines():
+            self._display.display(line)
+
+    def summary_lines(self) -> list[str]:
+        by_status, by_cause, action_rows, total = self._figures()
+        lines = ['', 'TETRA SUMMARY (%d hosts) %s' % (total, '*' * 50)]
+        lines += table(('status', 'hosts'), [(s, by_status[s]) for s in sorted(by_status, key=rank) if by_status[s]])
+        lines.append('')
+        causes = sorted(by_cause.items(), key=lambda item: (-item[1], item[0]))
+        lines += table(('cause', 'hosts'), [item for item in causes if item[1]])
+        lines += self._action_lines(action_rows, by_status)
+        if self.report and self.report.get('paths'):
+            lines.append('')
+            lines += ['report %s: %s' % (name, path) for name, path in sorted(self.report['paths'].items())]
+        return lines
+
+    def _figures(self) -> tuple[dict[str, int], dict[str, int], list[dict[str, t.Any]], int]:
+        """Counts and hosts needing action: the report's when it ran, else the collected verdicts."""
+        if self.report:
+            summary = self.report['summary']
+            return (dict(summary.get('by_status') or {}), dict(summary.get('by_cause') or {}),
+                    list(self.report.get('needs_action') or []), int(summary.get('total') or 0))
+        by_status, by_cause = count_rows(self.rows)
+        rows = [dict(row, host=host) for host, row in self.rows.items() if row['status'] != 'ok']
+        rows.sort(key=lambda row: (rank(row['status']), row['cause'], row['host']))
+        return by_status, by_cause, rows, len(self.rows)
+
+    def _action_lines(self, rows: list[dict[str, t.Any]], by_status: dict[str, int]) -> list[str]:
+        needing = sum(count for status, count in by_status.items() if status != 'ok')
+        if not needing:
+            return ['', 'All hosts are up to date.']
+        limit = int(self.get_option('max_hosts'))
+        width = int(self.get_option('action_width'))
+        shown = [(row.get('host'), row.get('status'), row.get('cause'), shorten(row.get('action'), width))
+                 for row in rows[:limit]]
+        lines = ['', 'Hosts that need action (%d):' % needing]
+        lines += table(('host', 'status', 'cause', 'action'), shown)
+        if needing > len(shown):
+            lines.append('... and %d more: see the report' % (needing - len(shown)))
+        return lines
