@@ -331,3 +331,10 @@ def test_source_documents_are_not_mutated():
     snapshot = copy.deepcopy(document)
     diagnose(parse_evidence(document), FRESH, now=NOW)
     assert document == snapshot
+
+
+def test_docs_causes_page_names_every_cause_of_the_catalog():
+    page = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'docs', 'causes.md')
+    with open(page, encoding='utf-8') as handle:
+        documented = set(re.findall(r'^\| ([a-z_]+) \|', handle.read(), re.M)) - {'cause'}
+    assert documented == set(OUTCOMES)
