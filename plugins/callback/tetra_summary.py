@@ -53,12 +53,29 @@ EXAMPLES = r'''
 '''
 
 import typing as t
+from collections.abc import Mapping
 
 from ansible.plugins.callback import CallbackBase
 
 STATUS_ORDER = ('failing', 'unreachable', 'unknown', 'not_installed', 'stale', 'ok')
 _AUTH_WORDS = ('401', 'credentials were rejected', 'unauthorized', 'unauthorised', 'authentication failed',
                'logon failure')
+
+
+def result_data(result: t.Any) -> Mapping[str, t.Any]:
+    """The task's return data (``result`` since ansible-core 2.19, ``_result`` before)."""
+    data = getattr(result, 'result', None)
+    if not isinstance(data, Mapping):
+        data = getattr(result, '_result', None)
+    return data if isinstance(data, Mapping) else {}
+
+
+def result_host(result: t.Any) -> str:
+    """The inventory name of the result's host (``host`` since ansible-core 2.19, ``_host`` before)."""
+    host = getattr(result, 'host', None)
+    if host is None or not hasattr(host, 'get_name'):
+        host = result._host
+    return str(host.get_name())
 
 
 def unreachable_cause(message: str) -> str:
@@ -115,19 +132,17 @@ class CallbackModule(CallbackBase):
         self._collect(result)
 
     def v2_runner_on_unreachable(self, result: t.Any) -> None:
-        message = str(result._result.get('msg') or '')
-        self.rows[result._host.get_name()] = {
+        message = str(result_data(result).get('msg') or '')
+        self.rows[result_host(result)] = {
             'status': 'unreachable', 'cause': unreachable_cause(message), 'action': message}
 
     def _collect(self, result: t.Any) -> None:
-        data = result._result
-        if not isinstance(data, dict):
-            return
-        if data.get('report_format') and isinstance(data.get('summary'), dict):
-            self.report = data
+        data = result_data(result)
+        if data.get('report_format') and isinstance(data.get('summary'), Mapping):
+            self.report = dict(data)
         verdict = data.get('verdict')
-        if isinstance(verdict, dict) and verdict.get('status'):
-            self.rows[result._host.get_name()] = {
+        if isinstance(verdict, Mapping) and verdict.get('status'):
+            self.rows[result_host(result)] = {
                 'status': str(verdict['status']), 'cause': str(verdict.get('cause') or 'unknown'),
                 'action': verdict.get('action') or verdict.get('summary') or ''}
 

@@ -170,8 +170,8 @@ fleet_max_version:
   sample: 90606
 stats:
   description:
-    - A small run-wide summary meant for C(ansible.builtin.set_stats) (AWX job artifacts and workflow variables):
-      counts by status and cause and the report paths.
+    - A small run-wide summary meant for C(ansible.builtin.set_stats) (AWX job artifacts and workflow variables).
+    - Counts by status and cause and the report paths.
   returned: success
   type: dict
   sample: {"format": 1, "total": 3, "ok": 1, "needs_action": 2, "by_status": {"ok": 1, "failing": 1, "unreachable": 1},
