@@ -1,0 +1,1009 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Turn one evidence document (docs/evidence.md, format 1) into typed facts.
+
+Everything the endpoint script gathers arrives raw; every interpretation happens here. Parsers never
+raise on bad input: what could not be read is reported in a ``problem`` string (per parser) and in the
+``problems`` list of :func:`parse_evidence`. The only exception raised is :class:`EvidenceError`, when
+the document itself is not a format-1 evidence object.
+
+Decisions are made from numbers (exit codes, HRESULTs, status codes), never from message text, which is
+localized on non-English Windows. The proxy password is never copied into any result.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import typing as t
+from urllib.parse import urlsplit
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+
+EVIDENCE_FORMAT = 1
+QUOTE_CHARS = 200
+DEBUG_LOG_LEVEL = 549755813887
+
+# ---------------------------------------------------------------- data tables
+
+# local.xml //tetra/lasterror, keyed by the unsigned value (seed, TAC 214787).
+LASTERROR_CODES: dict[int, tuple[str, str]] = {
+    0: ('no error', 'none'),
+    4294965193: ('cannot connect to the proxy', 'check network connectivity to the proxy'),
+    4294965196: ('cannot authenticate with the proxy', 'check the proxy credentials'),
+    4294965187: ('proxy connection and download failure', 'check download problems in the proxy logs'),
+}
+
+# Windows HRESULT / SECURITY_STATUS values worth naming, keyed by the unsigned 32-bit value.
+WINDOWS_ERRORS: dict[int, str] = {
+    0x80092013: 'CRYPT_E_REVOCATION_OFFLINE',
+    0x80092012: 'CRYPT_E_NO_REVOCATION_CHECK',
+    0x80092010: 'CRYPT_E_REVOKED',
+    0x800B0109: 'CERT_E_UNTRUSTEDROOT',
+    0x800B010F: 'CERT_E_CN_NO_MATCH',
+    0x800B0101: 'CERT_E_EXPIRED',
+    0x800B010A: 'CERT_E_CHAINING',
+    0x800B010C: 'CERT_E_REVOKED',
+    0x800B0111: 'CERT_E_UNTRUSTEDTESTROOT',
+    0x80096004: 'TRUST_E_CERT_SIGNATURE',
+    0x80090325: 'SEC_E_UNTRUSTED_ROOT',
+    0x80090322: 'SEC_E_WRONG_PRINCIPAL',
+    0x80090326: 'SEC_E_ILLEGAL_MESSAGE',
+    0x80090327: 'SEC_E_CERT_UNKNOWN',
+    0x80090328: 'SEC_E_CERT_EXPIRED',
+    0x80090308: 'SEC_E_INVALID_TOKEN',
+    0x80090331: 'SEC_E_ALGORITHM_MISMATCH',
+    0x80090302: 'SEC_E_UNSUPPORTED_FUNCTION',
+    0x80090304: 'SEC_E_INTERNAL_ERROR',
+    0x8009030E: 'SEC_E_NO_CREDENTIALS',
+    0x80090350: 'SEC_E_DOWNGRADE_DETECTED',
+    0x80070005: 'E_ACCESSDENIED',
+    0x80070002: 'ERROR_FILE_NOT_FOUND',
+    0x80070003: 'ERROR_PATH_NOT_FOUND',
+    0x80070020: 'ERROR_SHARING_VIOLATION',
+    0x80004005: 'E_FAIL',
+    0x80072EE2: 'ERROR_WINHTTP_TIMEOUT',
+    0x80072EE7: 'ERROR_WINHTTP_NAME_NOT_RESOLVED',
+    0x80072EFD: 'ERROR_WINHTTP_CANNOT_CONNECT',
+    0x80131509: 'COR_E_INVALIDOPERATION',
+    0x80131620: 'COR_E_IO',
+}
+
+# Winsock error numbers (SocketException.ErrorCode) seen by the DNS, TLS and proxy probes.
+SOCKET_ERRORS: dict[int, str] = {
+    10013: 'WSAEACCES',
+    10049: 'WSAEADDRNOTAVAIL',
+    10050: 'WSAENETDOWN',
+    10051: 'WSAENETUNREACH',
+    10053: 'WSAECONNABORTED',
+    10054: 'WSAECONNRESET',
+    10060: 'WSAETIMEDOUT',
+    10061: 'WSAECONNREFUSED',
+    10065: 'WSAEHOSTUNREACH',
+    11001: 'WSAHOST_NOT_FOUND',
+    11002: 'WSATRY_AGAIN',
+    11003: 'WSANO_RECOVERY',
+    11004: 'WSANO_DATA',
+}
+
+# curl exit codes the diagnosis cares about (curl's libcurl-errors list).
+CURL_EXIT_CODES: dict[int, str] = {
+    0: 'ok',
+    5: 'could not resolve proxy',
+    6: 'could not resolve host',
+    7: 'failed to connect',
+    28: 'operation timed out',
+    35: 'TLS handshake failed',
+    52: 'empty reply from server',
+    56: 'failure receiving network data',
+    60: 'peer certificate cannot be authenticated',
+}
+
+REVOCATION_OFFLINE_HEX = '0x80092013'
+REVOCATION_CHAIN_FLAGS = frozenset(('OfflineRevocation', 'RevocationStatusUnknown'))
+
+# Byte-order marks, longest first (UTF-32 LE starts with the UTF-16 LE mark).
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (b'\xff\xfe\x00\x00', 'utf-32-le'),
+    (b'\x00\x00\xfe\xff', 'utf-32-be'),
+    (b'\xef\xbb\xbf', 'utf-8'),
+    (b'\xff\xfe', 'utf-16-le'),
+    (b'\xfe\xff', 'utf-16-be'),
+)
+
+_TRUE_WORDS = frozenset(('1', 'true', 'yes', 'on', 'enabled', 'enable'))
+_FALSE_WORDS = frozenset(('0', 'false', 'no', 'off', 'disabled', 'disable'))
+
+# Posture: keys that may hold the engine list, and keys inside one engine entry (compared normalized:
+# lowercase without '_' and '-').
+_ENGINE_CONTAINER_KEYS = ('engines', 'engine', 'enginedefinitions', 'definitions', 'defs', 'avengines', 'engineversions')
+_ENGINE_NAME_KEYS = ('name', 'engine', 'enginename', 'type', 'id', 'detectionengine')
+_ENGINE_VERSION_KEYS = ('definitionversion', 'defversion', 'definitionsversion', 'version', 'dailyversion', 'defversions', 'value')
+_POSTURE_SALVAGE = {
+    'agent_uuid': re.compile(r'"agent_uuid"\s*:\s*"([^"]*)"'),
+    'connected': re.compile(r'"connected"\s*:\s*(true|false)'),
+    'connector_version': re.compile(r'"connector_version"\s*:\s*"([^"]*)"'),
+}
+
+# policy.xml / local.xml proxy element -> result key; `password` is deliberately absent.
+_PROXY_FIELDS = {
+    'server': 'server', 'port': 'port', 'type': 'type', 'authtype': 'auth_type', 'auth_type': 'auth_type',
+    'username': 'username', 'user': 'username', 'pacloc': 'pac_url', 'pac_url': 'pac_url', 'pacurl': 'pac_url',
+}
+_SECRET_XML = re.compile(r'(<(?:[\w.-]+:)?(password|passwd|pass)\b[^>]*>)[^<]*', re.IGNORECASE)
+_SECRET_JSON = re.compile(r'("(?:password|passwd|pass)"\s*:\s*")[^"]*', re.IGNORECASE)
+
+_DEF_VERSION = re.compile(r'^\s*(?:[A-Za-z0-9]+\s*:\s*)?(\d+)\s*$')
+_VERSION_DIR = re.compile(r'^\d+(?:\.\d+)+$')
+_HEX_CODE = re.compile(r'\(?\b0x([0-9A-Fa-f]{8})\b\)?')
+_ERROR_NAME = re.compile(r'\b((?:CRYPT|CERT|SEC|TRUST)_E_[A-Z0-9_]+)\b')
+_CURL_SUMMARY = re.compile(r'^curl:\s*\((\d+)\)\s*(.*)$')
+_CURL_STATUS = re.compile(r'^<\s*HTTP/[\d.]+\s+(\d{3})\b')
+_CURL_CONNECTED = re.compile(r'^\*\s+Connected to\s+(\S+)\s+\(([^)]*)\)(?:\s+port\s+(\d+))?')
+_URL = re.compile(r'URL=(\S+)')
+_AIA_OCSP_OID = '1.3.6.1.5.5.7.48.1'
+_AIA_CA_ISSUERS_OID = '1.3.6.1.5.5.7.48.2'
+
+
+class EvidenceError(ValueError):
+    """The endpoint's answer is not a format-1 evidence document."""
+
+
+# ---------------------------------------------------------------- small helpers
+
+def _as_dict(value: t.Any) -> dict[str, t.Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_list(value: t.Any) -> list[t.Any]:
+    """PowerShell's ConvertTo-Json may unwrap one-element arrays: accept a scalar or dict as one item."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _dicts(value: t.Any) -> list[dict[str, t.Any]]:
+    return [item for item in _as_list(value) if isinstance(item, dict)]
+
+
+def _str(value: t.Any) -> str | None:
+    if value is None or isinstance(value, (dict, list, tuple)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _int(value: t.Any) -> int | None:
+    """An integer from an int or a decimal / 0x-hex string; None for anything else (bools included)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    text = _str(value)
+    if text is None:
+        return None
+    try:
+        return int(text, 16) if text.lower().startswith(('0x', '-0x')) else int(text, 10)
+    except ValueError:
+        return None
+
+
+def _bool(value: t.Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    text = (_str(value) or '').lower()
+    if text in _TRUE_WORDS:
+        return True
+    if text in _FALSE_WORDS:
+        return False
+    return None
+
+
+def _norm_key(key: t.Any) -> str:
+    return str(key).lower().replace('_', '').replace('-', '')
+
+
+def _redact(text: str) -> str:
+    return _SECRET_JSON.sub(r'\1***', _SECRET_XML.sub(r'\1***', text))
+
+
+def _quote(text: t.Any, limit: int = QUOTE_CHARS) -> str:
+    """The first `limit` characters of what came back, secrets masked, for problem messages."""
+    shown = _redact(str(text)[:limit + 64])[:limit]
+    return json.dumps(shown) + (' ...' if len(str(text)) > limit else '')
+
+
+def _epoch_iso(value: t.Any) -> str | None:
+    """Unix epoch seconds (or milliseconds) -> 'YYYY-MM-DDTHH:MM:SSZ'; 0 and garbage -> None."""
+    number = _int(value)
+    if not number or number < 0:
+        return None
+    if number > 100_000_000_000:
+        number //= 1000
+    try:
+        moment = datetime.datetime.fromtimestamp(number, tz=datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _def_version(value: t.Any) -> int | None:
+    """A definition version: 90604, '90604' or 'x:90604'."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    match = _DEF_VERSION.match(value) if isinstance(value, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split('.'))
+
+
+# ---------------------------------------------------------------- text and codes
+
+def _nul_pattern(data: bytes) -> str | None:
+    """UTF-16 without BOM: ASCII text shows NUL in every second byte."""
+    sample = data[:512]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) >= len(odd) * 0.6 and even.count(0) < len(even) * 0.2:
+        return 'utf-16-le'
+    if even.count(0) >= len(even) * 0.6 and odd.count(0) < len(odd) * 0.2:
+        return 'utf-16-be'
+    return None
+
+
+def _decode_bytes(data: bytes) -> str:
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(codec, errors='replace')
+    codec = _nul_pattern(data)
+    if codec:
+        return data.decode(codec, errors='replace')
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError:
+        return data.decode('cp1252', errors='replace')
+
+
+def decode_text(data: bytes | str) -> str:
+    """Text from whatever an endpoint printed or stored; never raises.
+
+    UTF-8 with or without BOM, UTF-16 LE/BE (and UTF-32) with BOM, UTF-16 LE/BE without BOM (detected by
+    its NUL pattern), cp1252 as the last resort. A leading BOM character in a str is removed too.
+    """
+    if data is None:
+        return ''
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        text = _decode_bytes(bytes(data))
+    elif isinstance(data, str):
+        text = data
+    else:
+        text = str(data)
+    if '\x00' in text and text.count('\x00') * 4 >= len(text):
+        text = text.replace('\x00', '')
+    return text.lstrip('\ufeff')
+
+
+def hresult_hex(value: int) -> str:
+    """A signed or unsigned int32 (or its decimal / hex string) as '0x80092013'.
+
+    Values that are not integers in the int32/uint32 range come back as '' (never raises).
+    """
+    number = _int(value)
+    if number is None or not -0x80000000 <= number <= 0xFFFFFFFF:
+        return ''
+    return '0x%08X' % (number & 0xFFFFFFFF)
+
+
+def error_name(value: t.Any) -> str | None:
+    """The symbolic name of a Windows error code (any form hresult_hex accepts), when it is in the table."""
+    text = hresult_hex(value)
+    return WINDOWS_ERRORS.get(int(text, 16)) if text else None
+
+
+def _error_text(error: t.Any) -> str | None:
+    """One line for an evidence `error` object: type, status/code and HRESULT (never the localized message)."""
+    if error is None:
+        return None
+    if not isinstance(error, dict):
+        return _str(error) or 'error'
+    parts = [_str(error.get('type')) or 'error']
+    if _str(error.get('status')):
+        parts.append('status %s' % _str(error.get('status')))
+    code = _int(error.get('code'))
+    if code is not None:
+        parts.append('code %s%s' % (code, ' %s' % SOCKET_ERRORS[code] if code in SOCKET_ERRORS else ''))
+    for key in ('native_error', 'hresult'):
+        hexed = hresult_hex(error.get(key)) if error.get(key) is not None else ''
+        if hexed:
+            parts.append('%s %s%s' % (key, hexed, ' %s' % error_name(hexed) if error_name(hexed) else ''))
+    return ', '.join(parts)
+
+
+# ---------------------------------------------------------------- lasterror
+
+def _lasterror_number(value: t.Any) -> tuple[int, int] | None:
+    number = _int(value)
+    if number is None or not -0x80000000 <= number <= 0xFFFFFFFF:
+        return None
+    unsigned = number & 0xFFFFFFFF
+    signed = unsigned - 0x100000000 if unsigned >= 0x80000000 else unsigned
+    return unsigned, signed
+
+
+def decode_lasterror(value: t.Any) -> dict[str, t.Any]:
+    """local.xml ``//tetra/lasterror`` (signed or unsigned, int or string) -> its meaning from the seed's table."""
+    numbers = _lasterror_number(value)
+    if numbers is None:
+        return {'unsigned': None, 'signed': None, 'hex': None, 'known': False,
+                'problem': 'unparseable lasterror value %s' % _quote(value), 'action': 'report the raw value'}
+    unsigned, signed = numbers
+    known = LASTERROR_CODES.get(unsigned)
+    problem, action = known or ('unknown code %d (signed %d)' % (unsigned, signed), 'report the code (%d / %d) to Cisco TAC' % (unsigned, signed))
+    return {'unsigned': unsigned, 'signed': signed, 'hex': hresult_hex(unsigned), 'known': known is not None,
+            'problem': problem, 'action': action}
+
+
+# ---------------------------------------------------------------- AmpCLI posture
+
+def _find_engine_container(obj: t.Any, depth: int = 0) -> t.Any:
+    """The value of the first key that names an engine list (top level first, then nested objects)."""
+    if not isinstance(obj, dict) or depth > 3:
+        return None
+    for key, value in obj.items():
+        if _norm_key(key) in _ENGINE_CONTAINER_KEYS or _norm_key(key).startswith('engine'):
+            if isinstance(value, (list, dict)) and value:
+                return value
+    for value in obj.values():
+        found = _find_engine_container(value, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _pick(entry: dict[str, t.Any], keys: tuple[str, ...]) -> t.Any:
+    normalized = {_norm_key(key): value for key, value in entry.items()}
+    for key in keys:
+        if normalized.get(key) is not None:
+            return normalized[key]
+    return None
+
+
+def _engine_items(container: t.Any) -> list[tuple[str, t.Any]]:
+    """(name, version value) pairs from a list of objects or an object keyed by engine name."""
+    if isinstance(container, dict):
+        container = [dict(value, name=key) if isinstance(value, dict) else {'name': key, 'version': value}
+                     for key, value in container.items()]
+    items = []
+    for entry in _dicts(container):
+        name = _str(_pick(entry, _ENGINE_NAME_KEYS))
+        if name:
+            items.append((name, _pick(entry, _ENGINE_VERSION_KEYS)))
+    return items
+
+
+def _engines(container: t.Any) -> dict[str, dict[str, t.Any]]:
+    engines: dict[str, dict[str, t.Any]] = {}
+    for name, raw in _engine_items(container):
+        engines.setdefault(name.lower(), {'version': _def_version(raw), 'raw': raw})
+    return engines
+
+
+def _tetra_entry(engines: dict[str, dict[str, t.Any]]) -> dict[str, t.Any] | None:
+    if 'tetra' in engines:
+        return engines['tetra']
+    return next((value for key, value in engines.items() if 'tetra' in key), None)
+
+
+def _posture_result(raw: str) -> dict[str, t.Any]:
+    return {'available': False, 'agent_uuid': None, 'connected': None, 'connector_version': None, 'engines': {},
+            'tetra_version': None, 'problem': None, 'raw': raw}
+
+
+def _salvage_posture(result: dict[str, t.Any], text: str) -> dict[str, t.Any]:
+    for key, pattern in _POSTURE_SALVAGE.items():
+        match = pattern.search(text)
+        if match:
+            result[key] = _bool(match.group(1)) if key == 'connected' else match.group(1)
+    start = text.find('{')
+    at_line_start = start >= 0 and (start == 0 or text[start - 1] in '\r\n')
+    how = 'truncated' if at_line_start and not text.rstrip().endswith('}') else 'not valid JSON'
+    result['problem'] = 'posture output is %s: %s' % (how, _quote(text[start if at_line_start else 0:].strip()))
+    return result
+
+
+def _posture_from_object(result: dict[str, t.Any], data: dict[str, t.Any]) -> dict[str, t.Any]:
+    result['available'] = True
+    result['agent_uuid'] = _str(data.get('agent_uuid'))
+    result['connected'] = _bool(data.get('connected'))
+    result['connector_version'] = _str(data.get('connector_version'))
+    result['engines'] = _engines(_find_engine_container(data))
+    tetra = _tetra_entry(result['engines'])
+    result['tetra_version'] = tetra['version'] if tetra else None
+    if not result['engines']:
+        result['problem'] = 'no engine list in posture output'
+    elif tetra is None:
+        result['problem'] = 'no TETRA engine in posture output (engines: %s)' % ', '.join(sorted(result['engines']))
+    elif tetra['version'] is None:
+        result['problem'] = 'TETRA definition version is not a number: %s' % _quote(tetra['raw'])
+    return result
+
+
+def _load_json(text: str) -> tuple[t.Any, bool]:
+    """(value, True) for a JSON document, also one after a prompt or banner line; (None, False) otherwise."""
+    try:
+        return json.loads(text), True
+    except ValueError:
+        pass
+    start = text.find('{')
+    if start < 0:
+        return None, False
+    try:
+        return json.JSONDecoder().raw_decode(text[start:])[0], True
+    except ValueError:
+        return None, False
+
+
+def parse_posture(stdout: str | None) -> dict[str, t.Any]:
+    """``AmpCLI.exe posture`` stdout -> agent UUID, connected, connector version, engines and TETRA version."""
+    text = decode_text(stdout) if stdout is not None else None
+    result = _posture_result(text if text is not None else '')
+    if text is None or not text.strip():
+        result['problem'] = 'no posture output' if text is None else 'empty posture output'
+        return result
+    data, ok = _load_json(text)
+    if not ok:
+        return _salvage_posture(result, text)
+    if not isinstance(data, dict):
+        result['problem'] = 'posture output is not a JSON object: %s' % _quote(text.strip())
+        return result
+    return _posture_from_object(result, data)
+
+
+# ---------------------------------------------------------------- XML helpers
+
+def _strip_ns(node: t.Any) -> t.Any:
+    """xmltodict output with namespaces removed from element and attribute names, xmlns attributes dropped."""
+    if isinstance(node, list):
+        return [_strip_ns(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    clean: dict[str, t.Any] = {}
+    for key, value in node.items():
+        if key == '@xmlns' or key.startswith('@xmlns:'):
+            continue
+        prefix = '@' if key.startswith('@') else ''
+        name = prefix + key.lstrip('@').rsplit('|', 1)[-1]
+        clean.setdefault(name, _strip_ns(value))
+    return clean
+
+
+def _parse_xml(text: t.Any, what: str) -> tuple[dict[str, t.Any] | None, str | None]:
+    """(tree without namespaces, None) or (None, problem)."""
+    if text is None:
+        return None, '%s text missing' % what
+    decoded = decode_text(text).strip()
+    if not decoded:
+        return None, '%s is empty' % what
+    try:
+        tree = xmltodict.parse(decoded, process_namespaces=True, namespace_separator='|')
+    except (ExpatError, ValueError, TypeError) as exc:
+        return None, '%s is not well-formed XML (%s, truncated?): %s' % (what, exc, _quote(decoded))
+    return _strip_ns(tree), None
+
+
+def _node(tree: t.Any, *path: str) -> t.Any:
+    """Walk element names; a repeated element counts as its first occurrence."""
+    node = tree
+    for name in path:
+        if isinstance(node, list):
+            node = node[0] if node else None
+        if not isinstance(node, dict):
+            return None
+        node = node.get(name)
+    return node[0] if isinstance(node, list) and node else node
+
+
+def _text(node: t.Any) -> str | None:
+    if isinstance(node, list):
+        node = node[0] if node else None
+    if isinstance(node, dict):
+        node = node.get('#text')
+    return _str(node)
+
+
+def _find_all(tree: t.Any, name: str) -> list[t.Any]:
+    """Every element called `name` anywhere in the tree (document order)."""
+    found: list[t.Any] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, list):
+            stack[0:0] = node
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key == name:
+                    found.extend(_as_list(value))
+                if not key.startswith(('@', '#')):
+                    stack.append(value)
+    return found
+
+
+def _proxy(section: t.Any) -> dict[str, t.Any] | None:
+    """Proxy settings without the password; None when neither a server nor a PAC URL is set."""
+    if not isinstance(section, dict):
+        return None
+    proxy: dict[str, t.Any] = {'server': None, 'port': None, 'type': None, 'auth_type': None, 'username': None, 'pac_url': None}
+    for element, key in _PROXY_FIELDS.items():
+        value = _text(section.get(element))
+        if value is not None and proxy[key] is None:
+            proxy[key] = value
+    proxy['port'] = _int(proxy['port'])
+    return proxy if proxy['server'] or proxy['pac_url'] else None
+
+
+# ---------------------------------------------------------------- local.xml
+
+def _local_result() -> dict[str, t.Any]:
+    return {'available': False, 'tetra_version': None, 'version_source': None, 'last_update': None, 'last_success': None,
+            'last_check': None, 'lasterror': None, 'proxy': None, 'agent_uuid': None, 'policy_uuid': None, 'problem': None}
+
+
+def _stats_definition_version(value: t.Any) -> tuple[int | None, str | None]:
+    """engine/stats/definitions JSON -> (version, problem); the TETRA entry if named, else the first."""
+    text = _text(value)
+    if text is None:
+        return None, None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None, 'engine/stats/definitions is not JSON: %s' % _quote(text)
+    entries = _dicts(_as_dict(data).get('engineDefinitions'))
+    named = [entry for entry in entries if 'tetra' in json.dumps(_pick(entry, _ENGINE_NAME_KEYS) or '').lower()]
+    entry = (named or entries or [{}])[0]
+    version = _def_version(entry.get('defVersion'))
+    return version, None if version is not None else 'no defVersion in engine/stats/definitions: %s' % _quote(text)
+
+
+def _local_version(tetra: t.Any, stats: t.Any) -> tuple[int | None, str | None, list[str]]:
+    version, problem = _stats_definition_version(_node(stats, 'definitions'))
+    if version is not None:
+        return version, 'stats_definitions', []
+    problems = [problem] if problem else []
+    raw = _text(_node(tetra, 'defversions'))
+    version = _def_version(raw) if raw else None
+    if version is not None:
+        return version, 'defversions', problems
+    if raw:
+        problems.append('agent/engine/tetra/defversions is not x:NNNNN: %s' % _quote(raw))
+    problems.append('no TETRA definition version in local.xml')
+    return None, None, problems
+
+
+def _lasterror_node(tree: t.Any) -> t.Any:
+    for tetra in _find_all(tree, 'tetra'):
+        value = _node(tetra, 'lasterror')
+        if value is not None:
+            return value
+    return None
+
+
+def parse_local_xml(text: str | None) -> dict[str, t.Any]:
+    """local.xml -> TETRA version (both layouts), update times, lasterror, proxy, agent and policy UUIDs."""
+    result = _local_result()
+    tree, problem = _parse_xml(text, 'local.xml')
+    config = _node(tree, 'config')
+    if not isinstance(config, dict):
+        result['problem'] = problem or 'local.xml has no <config> root element (root: %s)' % ', '.join(_as_dict(tree))
+        return result
+    tetra = _node(config, 'agent', 'engine', 'tetra')
+    version, source, problems = _local_version(tetra, _node(config, 'agent', 'engine', 'stats'))
+    lasterror = _text(_lasterror_node(config))
+    result.update({
+        'available': True, 'tetra_version': version, 'version_source': source,
+        'last_update': _epoch_iso(_text(_node(tetra, 'lastupdate'))),
+        'last_success': _epoch_iso(_text(_node(tetra, 'lastsuccesstime'))),
+        'last_check': _epoch_iso(_text(_node(tetra, 'lastupdatechecked'))),
+        'lasterror': decode_lasterror(lasterror) if lasterror is not None else None,
+        'proxy': _proxy(_node(config, 'proxy')),
+        'agent_uuid': _text(_node(config, 'agent', 'uuid')),
+        'policy_uuid': _text(_node(config, 'janus', 'policy', 'uuid')),
+        'problem': '; '.join(problems) or None,
+    })
+    return result
+
+
+# ---------------------------------------------------------------- policy.xml
+
+def _policy_result() -> dict[str, t.Any]:
+    return {'readable': False, 'tetra_enabled': None, 'updater_enabled': None, 'update_server': None, 'interval': None,
+            'proxy': None, 'crl_check': None, 'policy_uuid': None, 'policy_name': None, 'log_level': None,
+            'debug_logging': False, 'problem': None}
+
+
+def _policy_config(tree: t.Any) -> t.Any:
+    """Signature/Object/config (xmldsig), tolerating a bare <config> root and several <Object> elements."""
+    for obj in _as_list(_as_dict(_node(tree, 'Signature')).get('Object')):
+        if isinstance(_node(obj, 'config'), dict):
+            return _node(obj, 'config')
+    return _node(tree, 'config')
+
+
+def parse_policy_xml(text: str | None) -> dict[str, t.Any]:
+    """policy.xml (xmldsig namespace) -> TETRA and updater settings, proxy without password, policy identity."""
+    result = _policy_result()
+    tree, problem = _parse_xml(text, 'policy.xml')
+    config = _policy_config(tree)
+    if not isinstance(config, dict):
+        result['problem'] = problem or 'policy.xml has no Signature/Object/config element'
+        return result
+    tetra = _node(config, 'agent', 'scansettings', 'tetra')
+    log_level = _int(_text(_node(config, 'agent', 'log', 'level')))
+    result.update({
+        'readable': True,
+        'tetra_enabled': _bool(_text(_node(tetra, 'enable'))),
+        'updater_enabled': _bool(_text(_node(tetra, 'updater', 'enable'))),
+        'update_server': _text(_node(tetra, 'updater', 'server')),
+        'interval': _int(_text(_node(tetra, 'updater', 'interval'))),
+        'proxy': _proxy(_node(config, 'proxy')),
+        'crl_check': _bool(_text(_node(config, 'conn', 'ssl', 'crlc'))),
+        'policy_uuid': _text(_node(config, 'janus', 'policy', 'uuid')),
+        'policy_name': _text(_node(config, 'janus', 'policy', 'name')),
+        'log_level': log_level,
+        'debug_logging': log_level == DEBUG_LOG_LEVEL,
+        'problem': None if tetra is not None else 'no agent/scansettings/tetra section in policy.xml',
+    })
+    return result
+
+
+# ---------------------------------------------------------------- curl.exe -v
+
+def _curl_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _schannel_code(lines: list[str]) -> tuple[str | None, str | None]:
+    """(hex code, printed error name) from schannel lines or the summary line; numbers decide."""
+    for line in lines:
+        if 'schannel' not in line.lower() and not line.startswith('curl:'):
+            continue
+        match = _HEX_CODE.search(line)
+        if match:
+            printed = _ERROR_NAME.search(line)
+            return '0x' + match.group(1).upper(), printed.group(1) if printed else None
+    return None, None
+
+
+def _last_match(pattern: re.Pattern[str], lines: list[str]) -> re.Match[str] | None:
+    matches = [pattern.match(line) for line in lines]
+    return next((match for match in reversed(matches) if match), None)
+
+
+def parse_curl(output: str | None, exit_code: int | None) -> dict[str, t.Any]:
+    """``curl.exe -v https://<server>/`` output (Windows, schannel) -> status, connection and schannel error."""
+    lines = _curl_lines(decode_text(output)) if output is not None else []
+    summary = _last_match(_CURL_SUMMARY, lines)
+    code = _int(exit_code)
+    if code is None and summary:
+        code = int(summary.group(1))
+    status = _last_match(_CURL_STATUS, lines)
+    connected = _last_match(_CURL_CONNECTED, lines)
+    hexed, printed = _schannel_code(lines)
+    return {
+        'ran': output is not None or code is not None,
+        'exit_code': code,
+        'exit_meaning': CURL_EXIT_CODES.get(code) if code is not None else None,
+        'http_status': int(status.group(1)) if status else None,
+        'connected': connected is not None,
+        'connected_ip': connected.group(2) if connected else None,
+        'schannel_error': hexed,
+        'error_name': (error_name(hexed) or printed) if hexed else None,
+        'revocation_offline': hexed == REVOCATION_OFFLINE_HEX,
+        'summary': summary.group(0) if summary else None,
+    }
+
+
+# ---------------------------------------------------------------- evidence document
+
+def check_evidence_document(obj: t.Any) -> dict[str, t.Any]:
+    """Return `obj` when it is a format-1 evidence object, else raise EvidenceError saying what came back."""
+    if not isinstance(obj, dict):
+        raise EvidenceError('evidence is not a JSON object: got %s %s' % (type(obj).__name__, _quote(repr(obj))))
+    fmt = obj.get('format')
+    if isinstance(fmt, bool) or fmt != EVIDENCE_FORMAT:
+        raise EvidenceError('evidence format is %s, expected %d (keys: %s)' % (repr(fmt)[:40], EVIDENCE_FORMAT, _quote(', '.join(map(str, obj)))))
+    return obj
+
+
+_HOST_KEYS = ('computer_name', 'os_caption', 'os_build', 'ps_version', 'culture', 'user')
+
+
+def _host(doc: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    if 'host' not in doc:
+        return None
+    host = _as_dict(doc.get('host'))
+    facts: dict[str, t.Any] = {key: _str(host.get(key)) for key in _HOST_KEYS}
+    facts['is_system'] = _bool(host.get('is_system'))
+    return facts
+
+
+def _version_dirs(install: dict[str, t.Any]) -> list[str]:
+    return [name for name in (_str(item) for item in _as_list(install.get('version_dirs'))) if name]
+
+
+def _active_version(service: dict[str, t.Any], version_dirs: list[str]) -> str | None:
+    image = (_str(service.get('image_path')) or '').strip('" ')
+    folder = re.split(r'[\\/]', image)[-2] if re.search(r'[\\/]', image) else ''
+    if _VERSION_DIR.match(folder):
+        return folder
+    candidates = sorted((name for name in version_dirs if _VERSION_DIR.match(name)), key=_version_key)
+    return candidates[-1] if candidates else None
+
+
+def _service(raw: t.Any) -> dict[str, t.Any] | None:
+    if not isinstance(raw, dict):
+        return None
+    return {'name': _str(raw.get('name')), 'state': _str(raw.get('state')), 'start_type': _str(raw.get('start_type')),
+            'image_path': _str(raw.get('image_path'))}
+
+
+def _install(doc: dict[str, t.Any], posture: dict[str, t.Any] | None) -> dict[str, t.Any] | None:
+    if 'install' not in doc:
+        return None
+    install = _as_dict(doc.get('install'))
+    version_dirs = _version_dirs(install)
+    service = _service(install.get('service'))
+    active = _active_version(_as_dict(install.get('service')), version_dirs)
+    sfc = install.get('sfc') if isinstance(install.get('sfc'), dict) else None
+    company = _str(_as_dict(sfc).get('company'))
+    state = (service or {}).get('state')
+    return {
+        'install_dir': _str(install.get('install_dir')),
+        'version_dirs': version_dirs,
+        'active_version': active,
+        'connector_version': _str(install.get('display_version')) or active or (posture or {}).get('connector_version'),
+        'service': service,
+        'service_running': state.lower() == 'running' if state else None,
+        'sfc_path': _str(_as_dict(sfc).get('path')),
+        'sfc_version': _str(_as_dict(sfc).get('file_version')),
+        'sfc_is_cisco': 'cisco' in company.lower() if company else None,
+        'reboot_pending': _bool(install.get('reboot_pending')),
+        'isolated': _bool(install.get('isolated')),
+    }
+
+
+def _installed(install: dict[str, t.Any] | None) -> bool | None:
+    if install is None:
+        return None
+    return bool(install['install_dir'] or install['service'] or install['version_dirs'])
+
+
+def _posture(doc: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    if 'posture' not in doc:
+        return None
+    raw = _as_dict(doc.get('posture'))
+    facts = parse_posture(raw.get('stdout') if isinstance(raw.get('stdout'), (str, bytes)) else None)
+    facts.update({'path': _str(raw.get('path')), 'found': _bool(raw.get('found')), 'exit_code': _int(raw.get('exit_code')),
+                  'timed_out': bool(_bool(raw.get('timed_out'))), 'duration_ms': _int(raw.get('duration_ms'))})
+    reasons = (
+        (facts['found'] is False, 'AmpCLI.exe not found at %s' % facts['path']),
+        (facts['timed_out'], 'AmpCLI.exe posture timed out'),
+        (raw.get('error') is not None, 'AmpCLI.exe could not be run: %s' % _error_text(raw.get('error'))),
+        (facts['exit_code'] not in (0, None), 'AmpCLI.exe posture exited with %s' % facts['exit_code']),
+    )
+    first = next((text for hit, text in reasons if hit), None)
+    if first and not facts['available']:
+        facts['problem'] = first
+    elif first:
+        facts['problem'] = '; '.join(filter(None, (first, facts['problem'])))
+    return facts
+
+
+def _file(doc: dict[str, t.Any], key: str, parser: t.Callable[[t.Any], dict[str, t.Any]], flag: str) -> dict[str, t.Any] | None:
+    files = doc.get('files')
+    if 'files' not in doc:
+        return None
+    raw = _as_dict(_as_dict(files).get(key))
+    error = _as_dict(raw.get('error')) if raw.get('error') is not None else None
+    text = raw.get('text') if isinstance(raw.get('text'), (str, bytes)) else None
+    readable = _bool(raw.get('readable')) is not False and text is not None
+    facts = parser(text if readable else None)
+    hresult = _int((error or {}).get('hresult'))
+    facts.update({'path': _str(raw.get('path')), 'file_readable': readable,
+                  'error': {'type': _str(error.get('type')), 'hresult': hresult, 'hex': hresult_hex(hresult) or None,
+                            'name': error_name(hresult) if hresult is not None else None} if error else None})
+    if not readable:
+        facts[flag] = False
+        facts['problem'] = 'not readable: %s' % (_error_text(error) if error else 'no file or no text')
+    return facts
+
+
+def _tetra_version(posture: dict[str, t.Any] | None, local: dict[str, t.Any] | None) -> tuple[int | None, str | None]:
+    for source, facts in (('posture', posture), ('local_xml', local)):
+        if facts and facts.get('tetra_version') is not None:
+            return facts['tetra_version'], source
+    return None, None
+
+
+# ---------------------------------------------------------------- probes
+
+def _dns(raw: t.Any) -> list[dict[str, t.Any]]:
+    entries = []
+    for probe in _dicts(raw):
+        error = probe.get('error')
+        addresses = [addr for addr in (_str(item) for item in _as_list(probe.get('addresses'))) if addr]
+        timed_out = bool(_bool(probe.get('timed_out')))
+        code = _int(_as_dict(error).get('code'))
+        entries.append({'name': _str(probe.get('name')), 'ok': bool(addresses) and not timed_out and error is None,
+                        'addresses': addresses, 'error_code': code, 'error_name': SOCKET_ERRORS.get(code) if code is not None else None,
+                        'error': _error_text(error), 'timed_out': timed_out, 'duration_ms': _int(probe.get('duration_ms'))})
+    return entries
+
+
+def _urls(texts: t.Iterable[t.Any]) -> list[str]:
+    found: list[str] = []
+    for text in texts:
+        for url in _URL.findall(_str(text) or ''):
+            if url not in found:
+                found.append(url)
+    return found
+
+
+def _aia_urls(chain: list[dict[str, t.Any]], oid: str) -> list[str]:
+    """URLs of one AIA access method, told apart by OID (the method's name is localized)."""
+    blocks = [block for cert in chain for block in re.split(r'\[\d+\]', _str(cert.get('aia_text')) or '') if oid in block]
+    return _urls(blocks)
+
+
+def _handshake_hex(error: dict[str, t.Any]) -> str | None:
+    for key in ('native_error', 'hresult'):
+        hexed = hresult_hex(error.get(key)) if error.get(key) is not None else ''
+        if hexed:
+            return hexed
+    return None
+
+
+_CHAIN_KEYS = ('subject', 'issuer', 'thumbprint', 'not_before', 'not_after', 'aia_text', 'crl_text')
+
+
+def _tls(raw: t.Any) -> dict[str, t.Any]:
+    tls = _as_dict(raw)
+    connect = _as_dict(tls.get('connect'))
+    handshake = _as_dict(tls.get('handshake'))
+    chain = [{key: _str(cert.get(key)) for key in _CHAIN_KEYS} for cert in _dicts(tls.get('chain'))]
+    chain_status = [name for name in (_str(item) for item in _as_list(tls.get('chain_status'))) if name]
+    hexed = _handshake_hex(_as_dict(handshake.get('error')))
+    issuers = [_str(cert.get('issuer')) for cert in chain if _str(cert.get('issuer'))]
+    return {
+        'host': _str(tls.get('host')), 'port': _int(tls.get('port')),
+        'connect_ok': _bool(connect.get('ok')), 'connect_address': _str(connect.get('address')),
+        'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(tls.get('timed_out'))),
+        'connect_error': _error_text(connect.get('error') or tls.get('error')),
+        'handshake_ok': _bool(handshake.get('ok')), 'handshake_timed_out': bool(_bool(handshake.get('timed_out'))),
+        'protocol': _str(handshake.get('protocol')),
+        'handshake_error': _error_text(handshake.get('error')),
+        'handshake_error_hex': hexed, 'handshake_error_name': error_name(hexed) if hexed else None,
+        'revocation_offline': hexed == REVOCATION_OFFLINE_HEX or bool(REVOCATION_CHAIN_FLAGS.intersection(chain_status)),
+        'policy_errors': _str(tls.get('policy_errors')),
+        'leaf_issuer': issuers[0] if chain and _str(chain[0].get('issuer')) else None,
+        'issuers': issuers, 'chain': chain, 'chain_status': chain_status,
+        'ocsp_urls': _aia_urls(chain, _AIA_OCSP_OID), 'ca_issuer_urls': _aia_urls(chain, _AIA_CA_ISSUERS_OID),
+        'crl_urls': _urls(cert.get('crl_text') for cert in chain),
+    }
+
+
+def _curl(raw: t.Any) -> dict[str, t.Any]:
+    curl = _as_dict(raw)
+    found = _bool(curl.get('found'))
+    output = curl.get('output') if isinstance(curl.get('output'), (str, bytes)) else None
+    facts = parse_curl(output if found is not False else None, curl.get('exit_code') if found is not False else None)
+    facts.update({'found': found, 'path': _str(curl.get('path')), 'timed_out': bool(_bool(curl.get('timed_out'))),
+                  'duration_ms': _int(curl.get('duration_ms'))})
+    return facts
+
+
+def _http(raw: t.Any) -> list[dict[str, t.Any]]:
+    entries = []
+    for probe in _dicts(raw):
+        url = _str(probe.get('url'))
+        try:
+            host = urlsplit(url).hostname if url else None
+        except ValueError:
+            host = None
+        status = _int(probe.get('status'))
+        entries.append({'url': url, 'host': host, 'ok': status is not None, 'status': status,
+                        'timed_out': bool(_bool(probe.get('timed_out'))), 'error': _error_text(probe.get('error')),
+                        'via_proxy': _str(probe.get('via_proxy')), 'duration_ms': _int(probe.get('duration_ms'))})
+    return entries
+
+
+def _roots(raw: t.Any) -> list[dict[str, t.Any]]:
+    return [{'thumbprint': (_str(root.get('thumbprint')) or '').upper() or None, 'present': _bool(root.get('present')),
+             'subject': _str(root.get('subject'))} for root in _dicts(raw)]
+
+
+def _proxy_probe(raw: t.Any) -> dict[str, t.Any] | None:
+    if not isinstance(raw, dict):
+        return None
+    connect = _as_dict(raw.get('connect'))
+    status = _int(raw.get('connect_status'))
+    return {'server': _str(raw.get('server')), 'port': _int(raw.get('port')), 'source': _str(raw.get('source')),
+            'connect_ok': _bool(connect.get('ok')), 'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(raw.get('timed_out'))),
+            'connect_error': _error_text(connect.get('error') or raw.get('error')), 'connect_status': status,
+            'status_line': _str(raw.get('status_line')), 'auth_required': status == 407}
+
+
+_PROBES: dict[str, t.Callable[[t.Any], t.Any]] = {
+    'dns': _dns, 'tls': _tls, 'curl': _curl, 'http': _http, 'roots': _roots, 'proxy': _proxy_probe,
+}
+
+
+def _probes(doc: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    if 'probes' not in doc:
+        return None
+    probes = _as_dict(doc.get('probes'))
+    return {key: (build(probes[key]) if probes.get(key) is not None else None) for key, build in _PROBES.items()}
+
+
+# ---------------------------------------------------------------- problems
+
+def _errors(doc: dict[str, t.Any]) -> list[dict[str, t.Any]]:
+    return [{'section': _str(error.get('section')), 'type': _str(error.get('type')), 'hresult': _int(error.get('hresult')),
+             'hex': hresult_hex(error.get('hresult')) or None} for error in _dicts(doc.get('errors'))]
+
+
+def _probe_problems(probes: dict[str, t.Any] | None) -> list[str]:
+    if not probes:
+        return []
+    problems = ['resolving %s failed: %s' % (entry['name'], entry['error'] or ('timed out' if entry['timed_out'] else 'no address'))
+                for entry in probes['dns'] or [] if not entry['ok']]
+    curl = probes['curl']
+    if curl and curl['found'] is False:
+        problems.append('curl.exe not found at %s' % curl['path'])
+    return problems
+
+
+def _problems(facts: dict[str, t.Any]) -> list[str]:
+    problems = ['%s: %s' % (name, facts[name]['problem']) for name in ('posture', 'local', 'policy')
+                if facts[name] and facts[name].get('problem')]
+    if facts['installed'] is False:
+        problems.append('no connector installed (no install dir, service or version folder)')
+    if facts['install'] and facts['installed'] and facts['install']['service'] is None:
+        problems.append('no service runs the connector\'s sfc.exe')
+    if (facts['posture'] or facts['local']) and facts['tetra_version'] is None:
+        problems.append('TETRA definition version unknown (neither posture nor local.xml gave it)')
+    problems.extend(_probe_problems(facts['probes']))
+    problems.extend('endpoint error in %s: %s %s' % (error['section'], error['type'], error['hex'] or '') for error in facts['errors'])
+    return problems
+
+
+def parse_evidence(doc: dict[str, t.Any]) -> dict[str, t.Any]:
+    """One evidence document -> facts for the diagnosis. Raises EvidenceError only for a non-evidence `doc`."""
+    doc = check_evidence_document(doc)
+    posture = _posture(doc)
+    local = _file(doc, 'local_xml', parse_local_xml, 'available')
+    install = _install(doc, posture)
+    tetra_version, source = _tetra_version(posture, local)
+    facts: dict[str, t.Any] = {
+        'format': EVIDENCE_FORMAT, 'action': _str(doc.get('action')), 'context': _str(doc.get('context')),
+        'started': _str(doc.get('started')), 'duration_ms': _int(doc.get('duration_ms')),
+        'host': _host(doc), 'installed': _installed(install), 'install': install, 'posture': posture,
+        'local': local, 'policy': _file(doc, 'policy_xml', parse_policy_xml, 'readable'),
+        'tetra_version': tetra_version, 'tetra_version_source': source,
+        'probes': _probes(doc), 'errors': _errors(doc),
+    }
+    facts['problems'] = _problems(facts)
+    return facts
