@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # Copyright: Contributors to the secure_endpoint.tetra collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -305,9 +305,10 @@ class _Checker:
                     self.add_node(value, 'PS202', _PS7_ENCODINGS[_strip_quotes(_text(value)).lower()])
 
         if command == 'invoke-webrequest':
-            basic = any(len(p) >= 4 and 'usebasicparsing'.startswith(p) for _, p in params)
+            basic = any(len(p) >= 4 and 'usebasicparsing'.startswith(p) for dummy, p in params)
             if not basic and not (splatted and splat_ok):
-                self.add_node(name_node, 'PS301', f'{_text(name_node)} without -UseBasicParsing needs the Internet Explorer engine (fails on Server Core and for SYSTEM)')
+                self.add_node(name_node, 'PS301', f'{_text(name_node)} without -UseBasicParsing needs the Internet Explorer engine '
+                              '(fails on Server Core and for SYSTEM)')
 
     @staticmethod
     def _param_value(elements: list[tree_sitter.Node], param: tree_sitter.Node) -> tree_sitter.Node | None:

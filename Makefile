@@ -1,0 +1,184 @@
+# secure_endpoint.tetra - development and test pipeline.
+#
+#   make test                   everything CI runs (ansible-core $(ANSIBLE), default 2.19)
+#   make test ANSIBLE=2.18      the same on ansible-core 2.18.x (reinstalls ansible-core in .venv)
+#   make demo                   start the lab fleet, run playbooks/diagnose.yml, print the report path
+#   make help                   list the targets
+#
+# Variables: PYTHON (interpreter for the venv, default python3.11), VENV (default .venv),
+# ANSIBLE (ansible-core minor version, default 2.19).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON  ?= python3.11
+VENV    ?= .venv
+ANSIBLE ?= 2.19
+ANSIBLE_NEXT := $(shell echo '$(ANSIBLE)' | awk -F. '{ printf "%d.%d", $$1, $$2 + 1 }')
+
+NAMESPACE  := secure_endpoint
+NAME       := tetra
+VERSION    := $(shell sed -n 's/^version: *//p' galaxy.yml)
+BUILD      := $(CURDIR)/.build
+COLL_ROOT  := $(BUILD)/collections
+COLL_DIR   := $(COLL_ROOT)/ansible_collections/$(NAMESPACE)/$(NAME)
+TARBALL    := $(BUILD)/$(NAMESPACE)-$(NAME)-$(VERSION).tar.gz
+VBIN       := $(CURDIR)/$(VENV)/bin
+STAMP      := $(VENV)/.installed-ansible-core-$(ANSIBLE)
+FLEET      ?= tests/lab/fleets/catalog.yml
+LAB_INVENTORY ?= $(BUILD)/lab.ini
+
+# Tools from the venv first; collections from the staged copy; nothing from the user's config.
+export PATH := $(VBIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
+export ANSIBLE_NOCOLOR := 1
+export NO_COLOR := 1
+export PYTHONDONTWRITEBYTECODE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Steps of `make test`, fastest first; the first failure stops the run.
+TEST_STEPS ?= pscheck units changelog-lint lint docs-lint sanity build importer integration lab-tests
+
+# pytest exit status 5 means "no tests collected": a folder that has no tests yet is not a failure.
+pytest_allow_empty = rc=0; $(VBIN)/python -m pytest $(1) || rc=$$?; if [ $$rc -eq 5 ]; then echo "NOTE: no tests collected in $(2) yet"; rc=0; fi; exit $$rc
+
+.PHONY: help venv collection units pscheck sanity lint docs-lint changelog-lint build install-test \
+        importer integration lab-tests test demo lab clean
+
+help:
+	@echo 'Targets:'
+	@echo '  venv            create $(VENV) ($(PYTHON)) with ansible-core $(ANSIBLE).x and all test tools'
+	@echo '  collection      stage the working tree at $(COLL_DIR)'
+	@echo '  pscheck         PowerShell 5.1 static check of every tracked *.ps1/*.psm1/*.psd1'
+	@echo '  units           pytest tests/unit'
+	@echo '  changelog-lint  antsibull-changelog lint (fragments and changelog.yaml)'
+	@echo '  lint            ansible-lint --offline --profile production'
+	@echo '  docs-lint       antsibull-docs lint-collection-docs --plugin-docs'
+	@echo '  sanity          ansible-test sanity --venv (no ignore files)'
+	@echo '  build           ansible-galaxy collection build + install of the tarball into a temp path'
+	@echo '  importer        galaxy-importer on the tarball (no container)'
+	@echo '  integration     pytest tests/integration (playbooks against the lab)'
+	@echo '  lab-tests       pytest tests/lab/tests'
+	@echo '  test            all of the above: $(TEST_STEPS)'
+	@echo '  demo            start the lab fleet, run playbooks/diagnose.yml, print the report path'
+	@echo '  lab             serve the lab fleet $(FLEET) (inventory at $(LAB_INVENTORY))'
+	@echo '  clean           remove .build, tests/output and caches (keeps $(VENV))'
+
+# ---------------------------------------------------------------------------------------------
+# environment
+venv: $(STAMP)
+
+$(STAMP): requirements.txt tests/requirements.txt
+	@test -x $(VBIN)/python || $(PYTHON) -m venv $(VENV)
+	$(VBIN)/python -m pip install --upgrade pip
+	$(VBIN)/python -m pip install 'ansible-core>=$(ANSIBLE),<$(ANSIBLE_NEXT)' -r tests/requirements.txt
+	$(VBIN)/python -m pip check
+	$(VBIN)/python tools/ansible_test_offline.py
+	rm -f $(VENV)/.installed-ansible-core-*
+	@$(VBIN)/ansible --version | head -1
+	touch $@
+
+# ansible-test and antsibull-docs need the collection at .../ansible_collections/<ns>/<name>.
+# A symlink is not enough for ansible-test (it resolves the real path), so stage a copy of the
+# working tree (tracked and untracked files, minus what .gitignore excludes), refreshed each run.
+collection: $(STAMP)
+	@rm -rf $(COLL_DIR) && mkdir -p $(COLL_DIR)
+	@git ls-files -z --cached --others --exclude-standard \
+	  | tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(COLL_DIR)
+	@# Its own (empty) git repository: ansible-test lists files with git from the nearest .git,
+	@# and the outer checkout's .git would report everything under .build/ as ignored.
+	@git -C $(COLL_DIR) init -q
+	@echo "staged $(NAMESPACE).$(NAME) at $(COLL_DIR)"
+
+# ---------------------------------------------------------------------------------------------
+# checks
+pscheck: $(STAMP)
+	@files=$$(git ls-files --cached --others --exclude-standard -- '*.ps1' '*.psm1' '*.psd1'); \
+	if [ -z "$$files" ]; then echo 'pscheck: no PowerShell files in the repository'; exit 0; fi; \
+	$(VBIN)/python tools/pscheck.py $$files
+
+units: $(STAMP)
+	$(call pytest_allow_empty,tests/unit -q,tests/unit)
+
+changelog-lint: $(STAMP)
+	$(VBIN)/antsibull-changelog lint
+	$(VBIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+
+lint: $(STAMP)
+	$(VBIN)/ansible-lint --offline --profile production
+
+docs-lint: collection
+	cd $(COLL_DIR) && $(VBIN)/antsibull-docs lint-collection-docs --plugin-docs .
+
+sanity: collection
+	$(VBIN)/python tools/ansible_test_offline.py
+	@if ls tests/sanity/ignore-*.txt >/dev/null 2>&1; then \
+	  echo 'sanity: ignore files are not allowed (tests/sanity/ignore-*.txt): fix the code instead'; exit 1; fi
+	cd $(COLL_DIR) && $(VBIN)/ansible-test sanity --venv --python $$($(VBIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
+
+build: $(STAMP)
+	@mkdir -p $(BUILD)
+	$(VBIN)/ansible-galaxy collection build --force --output-path $(BUILD) .
+	@rm -rf $(BUILD)/install-test
+	$(VBIN)/ansible-galaxy collection install --force --offline -p $(BUILD)/install-test $(TARBALL)
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install-test $(VBIN)/ansible-galaxy collection list $(NAMESPACE).$(NAME) \
+	  | grep -E '^$(NAMESPACE)\.$(NAME) +$(VERSION)'
+
+# galaxy-importer as Galaxy/Automation Hub run it on upload, without a container: see
+# tests/galaxy-importer.cfg. Any ERROR or WARNING it prints fails the target.
+importer: build
+	@cd $(BUILD) && GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy-importer.cfg \
+	  $(VBIN)/python -m galaxy_importer.main $(TARBALL) 2>&1 | tee $(BUILD)/importer.log
+	@if grep -E '^(ERROR|WARNING|CRITICAL)' $(BUILD)/importer.log; then \
+	  echo 'importer: galaxy-importer reported the problems above'; exit 1; fi
+	@grep -q 'Importer processing completed successfully' $(BUILD)/importer.log
+
+integration: collection
+	@if [ ! -d tests/integration ]; then echo 'SKIP integration: tests/integration does not exist yet'; exit 0; fi; \
+	$(call pytest_allow_empty,tests/integration -q,tests/integration)
+
+lab-tests: $(STAMP)
+	@if [ ! -d tests/lab/tests ]; then echo 'SKIP lab-tests: tests/lab/tests does not exist yet'; exit 0; fi; \
+	$(call pytest_allow_empty,tests/lab/tests -q,tests/lab/tests)
+
+# Runs every step even through `make -k`-less invocations, stops at the first failure and prints
+# a summary with timings either way.
+test: $(STAMP)
+	@summary=(); failed=''; \
+	for step in $(TEST_STEPS); do \
+	  echo; echo "==================== $$step ===================="; \
+	  start=$$(date +%s); rc=0; \
+	  $(MAKE) --no-print-directory $$step ANSIBLE=$(ANSIBLE) VENV=$(VENV) PYTHON=$(PYTHON) || rc=$$?; \
+	  secs=$$(( $$(date +%s) - start )); \
+	  if [ $$rc -eq 0 ]; then summary+=("  ok    $$step ($${secs}s)"); \
+	  else summary+=("  FAIL  $$step ($${secs}s, exit $$rc)"); failed=$$step; break; fi; \
+	done; \
+	echo; echo "==================== summary (ansible-core $$($(VBIN)/python -c 'import ansible; print(ansible.__version__)'), $$($(VBIN)/python -V)) ===================="; \
+	printf '%s\n' "$${summary[@]}"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED at $$failed"; exit 1; fi; \
+	echo 'make test: all steps passed'
+
+# ---------------------------------------------------------------------------------------------
+# lab and demo
+lab: collection
+	$(VBIN)/python -m tests.lab serve --fleet $(FLEET) --inventory $(LAB_INVENTORY)
+
+# Starts the lab fleet in the background, waits for its inventory, runs diagnose.yml against it
+# and prints where the report is. The lab is stopped on exit, also on failure or Ctrl-C.
+demo: collection
+	@for f in playbooks/diagnose.yml $(FLEET); do \
+	  if [ ! -e "$$f" ]; then echo "demo: $$f does not exist yet"; exit 1; fi; done
+	@rm -f $(LAB_INVENTORY); mkdir -p $(BUILD)/demo; \
+	$(VBIN)/python -m tests.lab serve --fleet $(FLEET) --inventory $(LAB_INVENTORY) > $(BUILD)/demo/lab.log 2>&1 & \
+	lab=$$!; trap 'kill $$lab 2>/dev/null; wait $$lab 2>/dev/null || true' EXIT; \
+	for i in $$(seq 1 100); do [ -s $(LAB_INVENTORY) ] && break; \
+	  kill -0 $$lab 2>/dev/null || { cat $(BUILD)/demo/lab.log; echo 'demo: the lab did not start'; exit 1; }; sleep 0.2; done; \
+	[ -s $(LAB_INVENTORY) ] || { cat $(BUILD)/demo/lab.log; echo 'demo: no lab inventory after 20s'; exit 1; }; \
+	$(VBIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/diagnose.yml -e report_dir=$(BUILD)/demo; \
+	echo; echo "demo: report in $(BUILD)/demo:"; ls -1 $(BUILD)/demo | grep -v '^lab.log$$' | sed 's|^|  $(BUILD)/demo/|'
+
+clean:
+	rm -rf $(BUILD) tests/output .pytest_cache importer_result.json
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
