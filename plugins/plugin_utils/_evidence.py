@@ -21,7 +21,13 @@ import typing as t
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
 
-import xmltodict
+try:
+    import xmltodict
+except ImportError as _exc:  # a controller without it gets a clear `problem` from every XML parser
+    xmltodict = None
+    XMLTODICT_IMPORT_ERROR: str | None = str(_exc)
+else:
+    XMLTODICT_IMPORT_ERROR = None
 
 EVIDENCE_FORMAT = 1
 QUOTE_CHARS = 200
@@ -495,6 +501,8 @@ def _parse_xml(text: t.Any, what: str) -> tuple[dict[str, t.Any] | None, str | N
     """(tree without namespaces, None) or (None, problem)."""
     if text is None:
         return None, '%s text missing' % what
+    if xmltodict is None:
+        return None, 'cannot parse %s: the Python library xmltodict is not installed on the controller (%s)' % (what, XMLTODICT_IMPORT_ERROR)
     decoded = decode_text(text).strip()
     if not decoded:
         return None, '%s is empty' % what

@@ -322,7 +322,8 @@ def test_local_xml_version_problems(body: str, problem: str) -> None:
 
 
 def test_local_xml_lasterror_elsewhere_in_tree() -> None:
-    text = '<config><agent><engine><tetra><defversions>x:1</defversions></tetra></engine></agent><update><tetra><lasterror>-2100</lasterror></tetra></update></config>'
+    text = ('<config><agent><engine><tetra><defversions>x:1</defversions></tetra></engine></agent>'
+            '<update><tetra><lasterror>-2100</lasterror></tetra></update></config>')
     result = parse_local_xml(text)
     assert result['lasterror']['unsigned'] == 4294965196 and result['lasterror']['problem'] == 'cannot authenticate with the proxy'
 
@@ -445,8 +446,9 @@ def test_policy_xml_utf16_with_bom() -> None:
     ('synthetic-curl-recv.txt', 56, {'connected': True, 'connected_ip': '52.1.2.3', 'http_status': None, 'schannel_error': None}),
     ('synthetic-curl-proxy-ok.txt', 0, {'http_status': 204, 'connected_ip': '10.0.0.8', 'summary': None}),
 ])
-def test_curl(name: str, exit_code: int | None, expected: dict[str, t.Any]) -> None:
-    result = parse_curl(sample(name), exit_code)
+@pytest.mark.parametrize('newline', ['\n', '\r\n'])
+def test_curl(name: str, exit_code: int | None, expected: dict[str, t.Any], newline: str) -> None:
+    result = parse_curl(sample(name).replace('\n', newline), exit_code)
     assert CURL_KEYS <= set(result) and result['ran'] is True
     assert {key: result[key] for key in expected} == expected
 
@@ -457,13 +459,22 @@ def test_curl_decides_from_numbers_not_text() -> None:
     assert (result['schannel_error'], result['error_name'], result['revocation_offline']) == ('0x80092012', 'CRYPT_E_NO_REVOCATION_CHECK', False)
 
 
+def test_curl_windows_typographic_apostrophe() -> None:
+    text = sample('synthetic-curl-revocation-fr.txt').replace("n'a", 'n\u2019a').replace('\n', '\r\n')
+    assert '\u2019' in text
+    result = parse_curl(text.encode('utf-8'), 35)
+    assert (result['schannel_error'], result['revocation_offline']) == ('0x80092013', True)
+    assert '\u2019' in result['summary']
+
+
 def test_curl_unknown_code_keeps_printed_name() -> None:
     result = parse_curl('curl: (35) schannel: SEC_E_SOMETHING_NEW (0x8009FFFF) - x', 35)
     assert (result['schannel_error'], result['error_name']) == ('0x8009FFFF', 'SEC_E_SOMETHING_NEW')
 
 
 def test_curl_proxy_407() -> None:
-    text = '* Connected to proxy.corp.example (10.0.0.8) port 8080\r\n< HTTP/1.1 407 Proxy Authentication Required\r\ncurl: (56) CONNECT tunnel failed, response 407\r\n'
+    text = ('* Connected to proxy.corp.example (10.0.0.8) port 8080\r\n< HTTP/1.1 407 Proxy Authentication Required\r\n'
+            'curl: (56) CONNECT tunnel failed, response 407\r\n')
     result = parse_curl(text, 56)
     assert (result['http_status'], result['exit_code']) == (407, 56)
 
@@ -724,3 +735,12 @@ def test_short_truncated_xml_problem_masks_password(parser: t.Callable[[t.Any], 
     result = parser(text)
     assert result['problem'] and '***' in result['problem']
     assert_no_password(result)
+
+
+def test_xml_parsers_without_xmltodict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _evidence  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setattr(_evidence, 'xmltodict', None)
+    for parser, flag in ((parse_local_xml, 'available'), (parse_policy_xml, 'readable')):
+        result = parser(sample('synthetic-local-old.xml'))
+        assert result[flag] is False and 'xmltodict is not installed' in result['problem']
