@@ -1,0 +1,178 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""playbooks/diagnose.yml against the whole lab catalog: report rows, verdicts, HTML, callback, AWX artifacts."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import typing as t
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUTPUT_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'integration')
+PLAYBOOK = os.path.join(REPO_ROOT, 'playbooks', 'diagnose.yml')
+BROWSERS = ('chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable')
+BROWSER_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                 '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                 '--hide-scrollbars']
+
+
+@dataclasses.dataclass
+class Run:
+    done: subprocess.CompletedProcess[str]
+    report_dir: str
+    report: dict[str, t.Any]
+
+    @property
+    def rows(self) -> dict[str, dict[str, t.Any]]:
+        return {record['host']: record for record in self.report['hosts']}
+
+
+@pytest.fixture(scope='module')
+def catalog_run(lab_catalog: t.Any, ansible_env: dict[str, str], run_playbook: t.Callable[..., t.Any]) -> Run:
+    """One diagnose.yml run over every catalog host; the report is kept in tests/output/integration."""
+    report_dir = os.path.join(OUTPUT_DIR, 'catalog-report')
+    shutil.rmtree(report_dir, ignore_errors=True)
+    done = run_playbook(['-i', lab_catalog.inventory, PLAYBOOK, '-e', 'tetra_report_dir=%s' % report_dir],
+                        ansible_env, 'diagnose-catalog.log')
+    path = os.path.join(report_dir, 'report.json')
+    assert os.path.exists(path), 'no report.json (exit %d):\n%s\n%s' % (done.returncode, done.stdout[-3000:], done.stderr[-2000:])
+    with open(path, encoding='utf-8') as handle:
+        return Run(done, report_dir, json.load(handle))
+
+
+def read_json(path: str) -> dict[str, t.Any]:
+    with open(path, encoding='utf-8') as handle:
+        return json.load(handle)
+
+
+def hosts_with(lab: t.Any, status: str) -> list[str]:
+    return sorted(host for host, expect in lab.expected.items() if expect.get('status') == status)
+
+
+def test_playbook_succeeds_when_endpoints_fail(catalog_run: Run) -> None:
+    """Failing endpoints are findings: without tetra_fail_on the play succeeds."""
+    assert catalog_run.done.returncode == 0, catalog_run.done.stdout[-3000:] + catalog_run.done.stderr[-2000:]
+
+
+def test_one_row_per_inventory_host(catalog_run: Run, lab_catalog: t.Any) -> None:
+    hosts = [record['host'] for record in catalog_run.report['hosts']]
+    assert len(hosts) == len(set(hosts))
+    assert sorted(hosts) == sorted(lab_catalog.hosts)
+    assert catalog_run.report['format'] == 1
+    assert catalog_run.report['summary']['total'] == len(lab_catalog.hosts)
+
+
+def test_verdicts_match_the_catalog(catalog_run: Run, lab_catalog: t.Any) -> None:
+    rows = catalog_run.rows
+    wrong = []
+    for host, expect in sorted(lab_catalog.expected.items()):
+        got = {key: rows.get(host, {}).get(key) for key in ('status', 'cause') if key in expect}
+        want = {key: expect[key] for key in ('status', 'cause') if key in expect}
+        if got != want:
+            wrong.append('%s: expected %s, got %s (%s)' % (host, want, got, rows.get(host, {}).get('evidence')))
+    assert not wrong, 'verdicts differ from tests/lab/fleets/catalog.yml:\n' + '\n'.join(wrong)
+    for record in catalog_run.report['hosts']:
+        assert record['summary'] and record['evidence'] or record['status'] == 'ok', record
+        if record['status'] != 'ok':
+            assert record['action'], record
+
+
+def test_summary_table_follows_play_recap(catalog_run: Run, lab_catalog: t.Any) -> None:
+    out = catalog_run.done.stdout
+    assert 'PLAY RECAP' in out and 'TETRA SUMMARY' in out
+    table = out[out.index('TETRA SUMMARY'):]
+    assert out.index('PLAY RECAP') < out.index('TETRA SUMMARY')
+    assert 'TETRA SUMMARY (%d hosts)' % len(lab_catalog.hosts) in table
+    lines = [' '.join(line.split()) for line in table.splitlines()]
+    for status, count in catalog_run.report['summary']['by_status'].items():
+        if count:
+            assert '%s %d' % (status, count) in lines, (status, count)
+    assert 'report html: %s' % os.path.join(catalog_run.report_dir, 'report.html') in table
+    needing = catalog_run.report['summary']['needs_action']
+    if needing:
+        assert 'Hosts that need action (%d):' % needing in table
+
+
+def find_browser() -> str:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail('No headless browser: install Debian chromium (apt-get install -y chromium) to check the HTML report')
+
+
+def browser(args: list[str], profile: str) -> subprocess.CompletedProcess[str]:
+    command = [find_browser()] + BROWSER_FLAGS + ['--user-data-dir=%s' % profile] + args
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_html_report_renders_in_chromium(catalog_run: Run, lab_catalog: t.Any, tmp_path: t.Any) -> None:
+    html_path = os.path.join(catalog_run.report_dir, 'report.html')
+    url = 'file://' + html_path
+    dom = browser(['--virtual-time-budget=3000', '--dump-dom', url], str(tmp_path / 'profile1')).stdout
+    assert '<table id="host-table"' in dom, dom[:2000]
+    total = len(lab_catalog.hosts)
+    assert re.search(r'<span id="shown">%d of %d hosts shown</span>' % (total, total), dom), 'the page script did not run'
+    assert len(re.findall(r'<tr class="host-row', dom)) == total
+    for host, record in catalog_run.rows.items():
+        assert re.search(r'data-host="%s" data-status="%s"' % (re.escape(host), record['status']), dom), host
+    for status, count in catalog_run.report['summary']['by_status'].items():
+        assert '<span class="count" id="count-%s">%d</span>' % (status, count) in dom
+    assert '<svg id="chart-status"' in dom and '<svg id="chart-cause"' in dom
+    os.makedirs(OUTPUT_DIR, exist_ok=True)
+    screenshot = os.path.join(OUTPUT_DIR, 'report.png')
+    if os.path.exists(screenshot):
+        os.remove(screenshot)
+    browser(['--window-size=1400,2200', '--screenshot=%s' % screenshot, url], str(tmp_path / 'profile2'))
+    assert os.path.exists(screenshot) and os.path.getsize(screenshot) > 10000
+
+
+def test_fail_on_gate_fails_the_play(lab_catalog: t.Any, ansible_env: dict[str, str], run_playbook: t.Callable[..., t.Any],
+                                     tmp_path: t.Any) -> None:
+    failing, ok = hosts_with(lab_catalog, 'failing'), hosts_with(lab_catalog, 'ok')
+    assert failing and ok, 'the catalog needs failing and ok hosts'
+    limit = ','.join([failing[0], ok[0]])
+    extra = json.dumps({'tetra_fail_on': ['failing'], 'tetra_report_dir': str(tmp_path / 'gate')})
+    done = run_playbook(['-i', lab_catalog.inventory, PLAYBOOK, '--limit', limit, '-e', extra], ansible_env, 'diagnose-gate.log')
+    assert done.returncode == 2, done.stdout[-3000:]
+    assert '1 host(s) have a status in failing: %s' % failing[0] in done.stdout
+    assert 'TETRA SUMMARY (2 hosts)' in done.stdout
+
+
+def test_ansible_runner_artifacts_carry_the_summary(lab_catalog: t.Any, ansible_env: dict[str, str], tmp_path: t.Any) -> None:
+    """The set_stats summary reaches AWX: playbook_on_stats event artifact_data, also on disk."""
+    ansible_runner = pytest.importorskip('ansible_runner')
+    subset = sorted(lab_catalog.hosts)[:3]
+    private = tmp_path / 'runner'
+    env = {key: ansible_env[key] for key in ('ANSIBLE_COLLECTIONS_PATH', 'ANSIBLE_COLLECTIONS_SCAN_SYS_PATH',
+                                             'ANSIBLE_CALLBACKS_ENABLED', 'PYTHONPATH', 'PATH')}
+    run = ansible_runner.run(
+        private_data_dir=str(private), playbook=PLAYBOOK, inventory=lab_catalog.inventory, limit=','.join(subset),
+        extravars={'tetra_report_dir': str(tmp_path / 'report')}, envvars=env, quiet=True,
+        binary=os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
+    )
+    stdout = run.stdout.read()
+    with open(os.path.join(OUTPUT_DIR, 'diagnose-runner.log'), 'w', encoding='utf-8') as handle:
+        handle.write(stdout)
+    assert (run.status, run.rc) == ('successful', 0), stdout[-3000:]
+    stats = [event for event in run.events if event.get('event') == 'playbook_on_stats']
+    assert len(stats) == 1
+    summary = stats[0]['event_data']['artifact_data']['tetra_fleet_summary']
+    assert summary['format'] == 1 and summary['total'] == len(subset)
+    assert summary['html'] == str(tmp_path / 'report' / 'report.html')
+    assert sum(summary['by_status'].values()) == len(subset)
+    on_disk = [event for event in map(read_json, glob.glob(str(private / 'artifacts' / '*' / 'job_events' / '*.json')))
+               if event.get('event') == 'playbook_on_stats']
+    assert on_disk, 'no playbook_on_stats event in the runner artifacts'
+    assert on_disk[0]['event_data']['artifact_data']['tetra_fleet_summary']['total'] == len(subset)
+    assert 'TETRA SUMMARY (%d hosts)' % len(subset) in stdout, 'the aggregate callback prints beside the runner display'
