@@ -81,6 +81,8 @@ def assert_no_password(value: t.Any) -> None:
     (b'\xff\xfe' + '<config>\u00e9</config>'.encode('utf-16-le'), '<config>\u00e9</config>'),
     (b'\xfe\xff' + '<config>\u00e9</config>'.encode('utf-16-be'), '<config>\u00e9</config>'),
     ('{"a": 1}'.encode('utf-16-be'), '{"a": 1}'),
+    ('<config><site>Z\u00fcrich \u2013 8.1.7 \u20ac</site></config>'.encode('utf-16-le'), '<config><site>Z\u00fcrich \u2013 8.1.7 \u20ac</site></config>'),
+    ('<config><site>\u0141\u00f3d\u017a \u2013 \u20ac</site></config>'.encode('utf-16-be'), '<config><site>\u0141\u00f3d\u017a \u2013 \u20ac</site></config>'),
     ('acc\u00e8s refus\u00e9'.encode('cp1252'), 'acc\u00e8s refus\u00e9'),
     ('acc\u00e8s'.encode('utf-8'), 'acc\u00e8s'),
     (b'', ''),
