@@ -33,8 +33,11 @@ attributes:
     description: Reading evidence changes nothing, so the module runs normally in check mode.
   diff_mode:
     support: none
+    description: Nothing on the endpoint changes, so there is no diff.
   platform:
+    support: full
     platforms: windows
+    description: Targets Windows endpoints with Windows PowerShell 5.1 and the Cisco Secure Endpoint connector.
 '''
 
     # Options of the modules that probe the network from the endpoint.

@@ -8,7 +8,7 @@ name: tetra_latest_version
 short_description: Latest published TETRA definition version
 version_added: 1.0.0
 author:
-  - Contributors to the secure_endpoint.tetra collection
+  - Secure Endpoint TETRA collection maintainers (@secure-endpoint-tetra)
 description:
   - Fetches Cisco's public C(versions.id) file (no credentials needed) on the controller and returns the latest
     published TETRA version as an integer, the number Cisco's Health Checker compares endpoints with.

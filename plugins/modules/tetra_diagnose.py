@@ -19,7 +19,7 @@ description:
   - Changes nothing on the endpoint.
 version_added: 1.0.0
 author:
-  - Contributors to the secure_endpoint.tetra collection
+  - Secure Endpoint TETRA collection maintainers (@secure-endpoint-tetra)
 extends_documentation_fragment:
   - secure_endpoint.tetra.endpoint
   - secure_endpoint.tetra.endpoint.network
@@ -29,7 +29,7 @@ options:
       - Latest published TETRA version to compare with, usually from the
         P(secure_endpoint.tetra.tetra_latest_version#lookup) lookup run once per play, or the user's
         C(tetra_latest_version).
-      - When not given, the verdict is judged on age alone and RV(verdict.versions.latest_source) is
+      - When not given, the verdict is judged on age alone and its C(versions.latest_source) is
         C(unknown); the report then recomputes it with the highest version seen in the run.
     type: int
   latest_source:

@@ -13,7 +13,7 @@ description:
   - Changes nothing on the endpoint.
 version_added: 1.0.0
 author:
-  - Contributors to the secure_endpoint.tetra collection
+  - Secure Endpoint TETRA collection maintainers (@secure-endpoint-tetra)
 extends_documentation_fragment:
   - secure_endpoint.tetra.endpoint
   - secure_endpoint.tetra.endpoint.network

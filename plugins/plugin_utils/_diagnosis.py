@@ -393,7 +393,7 @@ def choose_primary(facts: Facts, current: bool | None, found: list[tuple[Cause, 
         return 'connector_not_installed'
     if current:
         return 'up_to_date'
-    blocking = [cause.name for cause, _ in found if cause.blocking]
+    blocking = [finding[0].name for finding in found if finding[0].blocking]
     if blocking:
         return blocking[0]
     if current is None:

@@ -84,7 +84,8 @@ def healthy_document(version: int = 90606) -> dict:
         'files': {'local_xml': {'path': 'C:\\Program Files\\Cisco\\AMP\\local.xml', 'readable': True, 'text': local_xml(version), 'error': None},
                   'policy_xml': {'path': 'C:\\Program Files\\Cisco\\AMP\\policy.xml', 'readable': False, 'text': None,
                                  'error': error('System.UnauthorizedAccessException', -2147024891)}},
-        'system': {'winhttp_proxy': 'Current WinHTTP proxy settings:\r\n\r\n    Direct access (no proxy server).', 'curl_path': 'C:\\Windows\\System32\\curl.exe',
+        'system': {'winhttp_proxy': 'Current WinHTTP proxy settings:\r\n\r\n    Direct access (no proxy server).',
+                   'curl_path': 'C:\\Windows\\System32\\curl.exe',
                    'dns_servers': ['10.0.0.53'], 'pac_url': None},
         'probes': {
             'dns': [{'name': n, 'addresses': ['52.22.1.10'], 'duration_ms': 20, 'timed_out': False, 'error': None}
@@ -126,7 +127,8 @@ def dns_failure(document: dict) -> dict:
     document['probes']['dns'][0].update(addresses=[], duration_ms=2100,
                                         error={'type': 'System.Net.Sockets.SocketException', 'hresult': -2147467259, 'code': 11001,
                                                'message': 'Hote inconnu'})
-    document['probes']['tls']['connect'].update(ok=False, address=None, error={'type': 'System.Net.Sockets.SocketException', 'hresult': -2147467259, 'code': 11001})
+    document['probes']['tls']['connect'].update(ok=False, address=None,
+                                                error={'type': 'System.Net.Sockets.SocketException', 'hresult': -2147467259, 'code': 11001})
     document['probes']['tls'].update(handshake=None, chain=[])
     document['probes']['curl'].update(exit_code=6, output='* Could not resolve host: %s\ncurl: (6) Could not resolve host: %s\n' % (SERVER, SERVER))
     return behind(document)
@@ -135,7 +137,8 @@ def dns_failure(document: dict) -> dict:
 def firewall(document: dict) -> dict:
     document['probes']['tls']['connect'].update(ok=False, address=None, timed_out=True, duration_ms=5001)
     document['probes']['tls'].update(handshake=None, chain=[])
-    document['probes']['curl'].update(exit_code=28, output='*   Trying 52.22.1.10:443...\ncurl: (28) Failed to connect to %s port 443 after 12000 ms: Timed out\n' % SERVER)
+    document['probes']['curl'].update(exit_code=28, output='*   Trying 52.22.1.10:443...\n'
+                                      'curl: (28) Failed to connect to %s port 443 after 12000 ms: Timed out\n' % SERVER)
     return behind(document)
 
 
@@ -146,7 +149,8 @@ def interception(document: dict) -> dict:
                                         'thumbprint': 'C3' * 20, 'not_before': None, 'not_after': None, 'aia_text': None, 'crl_text': None}]
     tls['handshake'].update(ok=False, error=error('System.Security.Authentication.AuthenticationException', -2146233087, -2146762487))
     tls['chain_status'] = ['UntrustedRoot']
-    document['probes']['curl'].update(exit_code=60, output='curl: (60) schannel: SEC_E_UNTRUSTED_ROOT (0x80090325) - The certificate chain was issued by an authority that is not trusted.\n')
+    document['probes']['curl'].update(exit_code=60, output='curl: (60) schannel: SEC_E_UNTRUSTED_ROOT (0x80090325) - '
+                                      'The certificate chain was issued by an authority that is not trusted.\n')
     return behind(document)
 
 
@@ -167,7 +171,8 @@ def proxy(document: dict, lasterror: int, connect_ok: bool = True, status: int |
 
 
 def interrupted(document: dict) -> dict:
-    document['probes']['curl'].update(exit_code=56, output='< HTTP/1.1 200 OK\n* Recv failure: Connection was reset\ncurl: (56) Recv failure: Connection was reset\n')
+    document['probes']['curl'].update(exit_code=56, output='< HTTP/1.1 200 OK\n* Recv failure: Connection was reset\n'
+                                      'curl: (56) Recv failure: Connection was reset\n')
     return behind(document)
 
 
@@ -189,7 +194,8 @@ def disabled(document: dict) -> dict:
 def misconfigured(document: dict) -> dict:
     document['files']['policy_xml'] = {'path': 'x', 'readable': True, 'text': policy_xml(server='tetra.corp.example'), 'error': None}
     document['probes']['tls']['host'] = 'tetra.corp.example'
-    document['probes']['dns'][0].update(name='tetra.corp.example', addresses=[], error={'type': 'System.Net.Sockets.SocketException', 'hresult': -1, 'code': 11001})
+    document['probes']['dns'][0].update(name='tetra.corp.example', addresses=[],
+                                        error={'type': 'System.Net.Sockets.SocketException', 'hresult': -1, 'code': 11001})
     return behind(document)
 
 
@@ -287,7 +293,8 @@ def test_current_host_with_a_network_problem_is_ok_with_a_warning():
 
 
 def test_freshness_threshold_is_configurable():
-    slightly_behind = lambda d: behind(d, version=90603)  # noqa: E731
+    def slightly_behind(document):
+        return behind(document, version=90603)
     assert verdict_for(slightly_behind)['status'] == 'ok'
     assert verdict_for(slightly_behind, dict(FRESH, max_behind=2))['status'] == 'stale'
 
