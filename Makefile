@@ -24,7 +24,7 @@ BUILD      := $(CURDIR)/.build
 COLL_ROOT  := $(BUILD)/collections
 COLL_DIR   := $(COLL_ROOT)/ansible_collections/$(NAMESPACE)/$(NAME)
 TARBALL    := $(BUILD)/$(NAMESPACE)-$(NAME)-$(VERSION).tar.gz
-VBIN       := $(CURDIR)/$(VENV)/bin
+VBIN       := $(abspath $(VENV))/bin
 STAMP      := $(VENV)/.installed-ansible-core-$(ANSIBLE)
 FLEET      ?= tests/lab/fleets/catalog.yml
 LAB_INVENTORY ?= $(BUILD)/lab.ini
@@ -83,14 +83,18 @@ $(STAMP): requirements.txt tests/requirements.txt
 # ansible-test and antsibull-docs need the collection at .../ansible_collections/<ns>/<name>.
 # A symlink is not enough for ansible-test (it resolves the real path), so stage a copy of the
 # working tree (tracked and untracked files, minus what .gitignore excludes), refreshed each run.
+# The copy gets its own empty git repository: ansible-test lists files with git from the nearest
+# .git, and the checkout's .git would report everything under .build/ as ignored.
+# sanity and docs-lint stage their own copies so that parallel runs do not pull the tree away.
+stage = rm -rf $(1) && mkdir -p $(1) \
+	&& git ls-files -z --cached --others --exclude-standard \
+	   | tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(1) \
+	&& git -C $(1) init -q && echo "staged $(NAMESPACE).$(NAME) at $(1)"
+SANITY_DIR := $(BUILD)/sanity/ansible_collections/$(NAMESPACE)/$(NAME)
+DOCS_DIR   := $(BUILD)/docs-lint/ansible_collections/$(NAMESPACE)/$(NAME)
+
 collection: $(STAMP)
-	@rm -rf $(COLL_DIR) && mkdir -p $(COLL_DIR)
-	@git ls-files -z --cached --others --exclude-standard \
-	  | tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(COLL_DIR)
-	@# Its own (empty) git repository: ansible-test lists files with git from the nearest .git,
-	@# and the outer checkout's .git would report everything under .build/ as ignored.
-	@git -C $(COLL_DIR) init -q
-	@echo "staged $(NAMESPACE).$(NAME) at $(COLL_DIR)"
+	@$(call stage,$(COLL_DIR))
 
 # ---------------------------------------------------------------------------------------------
 # checks
@@ -109,22 +113,26 @@ changelog-lint: $(STAMP)
 lint: $(STAMP)
 	$(VBIN)/ansible-lint --offline --profile production
 
-docs-lint: collection
-	cd $(COLL_DIR) && $(VBIN)/antsibull-docs lint-collection-docs --plugin-docs .
+docs-lint: $(STAMP)
+	@$(call stage,$(DOCS_DIR))
+	cd $(DOCS_DIR) && $(VBIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
-sanity: collection
+sanity: $(STAMP)
+	@$(call stage,$(SANITY_DIR))
 	$(VBIN)/python tools/ansible_test_offline.py
-	@if ls tests/sanity/ignore-*.txt >/dev/null 2>&1; then \
-	  echo 'sanity: ignore files are not allowed (tests/sanity/ignore-*.txt): fix the code instead'; exit 1; fi
-	cd $(COLL_DIR) && $(VBIN)/ansible-test sanity --venv --python $$($(VBIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
+	@if ls tests/sanity/ignore-*.txt .ansible-lint-ignore >/dev/null 2>&1; then \
+	  echo 'sanity: ignore files are not allowed (tests/sanity/ignore-*.txt, .ansible-lint-ignore): fix the code instead'; exit 1; fi
+	cd $(SANITY_DIR) && $(VBIN)/ansible-test sanity --venv --python $$($(VBIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
 
 build: $(STAMP)
 	@mkdir -p $(BUILD)
 	$(VBIN)/ansible-galaxy collection build --force --output-path $(BUILD) .
 	@rm -rf $(BUILD)/install-test
-	$(VBIN)/ansible-galaxy collection install --force --offline -p $(BUILD)/install-test $(TARBALL)
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install-test \
+	  $(VBIN)/ansible-galaxy collection install --force --offline -p $(BUILD)/install-test $(TARBALL)
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install-test $(VBIN)/ansible-galaxy collection list $(NAMESPACE).$(NAME) \
 	  | grep -E '^$(NAMESPACE)\.$(NAME) +$(VERSION)'
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install-test $(VBIN)/ansible-doc -l $(NAMESPACE).$(NAME) >/dev/null
 
 # galaxy-importer as Galaxy/Automation Hub run it on upload, without a container: see
 # tests/galaxy-importer.cfg. Any ERROR or WARNING it prints fails the target.
@@ -143,22 +151,24 @@ lab-tests: $(STAMP)
 	@if [ ! -d tests/lab/tests ]; then echo 'SKIP lab-tests: tests/lab/tests does not exist yet'; exit 0; fi; \
 	$(call pytest_allow_empty,tests/lab/tests -q,tests/lab/tests)
 
-# Runs every step even through `make -k`-less invocations, stops at the first failure and prints
-# a summary with timings either way.
+# Runs the steps in order, stops at the first failure and prints a summary with timings either
+# way; the last line reads "steps: N passed, N failed, N skipped". Logs: .build/steps/<step>.log.
 test: $(STAMP)
-	@summary=(); failed=''; \
+	@mkdir -p $(BUILD)/steps; summary=(); failed=''; passed=0; skipped=0; \
 	for step in $(TEST_STEPS); do \
 	  echo; echo "==================== $$step ===================="; \
 	  start=$$(date +%s); rc=0; \
-	  $(MAKE) --no-print-directory $$step ANSIBLE=$(ANSIBLE) VENV=$(VENV) PYTHON=$(PYTHON) || rc=$$?; \
+	  $(MAKE) --no-print-directory $$step ANSIBLE=$(ANSIBLE) VENV=$(VENV) PYTHON=$(PYTHON) 2>&1 \
+	    | tee $(BUILD)/steps/$$step.log || rc=$$?; \
 	  secs=$$(( $$(date +%s) - start )); \
-	  if [ $$rc -eq 0 ]; then summary+=("  ok    $$step ($${secs}s)"); \
-	  else summary+=("  FAIL  $$step ($${secs}s, exit $$rc)"); failed=$$step; break; fi; \
+	  if [ $$rc -ne 0 ]; then summary+=("  FAIL  $$step ($${secs}s, exit $$rc, log .build/steps/$$step.log)"); failed=$$step; break; \
+	  elif grep -q '^SKIP ' $(BUILD)/steps/$$step.log; then summary+=("  skip  $$step ($$(grep -m1 '^SKIP ' $(BUILD)/steps/$$step.log))"); skipped=$$((skipped + 1)); \
+	  else summary+=("  ok    $$step ($${secs}s)"); passed=$$((passed + 1)); fi; \
 	done; \
-	echo; echo "==================== summary (ansible-core $$($(VBIN)/python -c 'import ansible; print(ansible.__version__)'), $$($(VBIN)/python -V)) ===================="; \
+	echo; echo "==================== summary: ansible-core $$($(VBIN)/python -c 'import ansible; print(ansible.__version__)'), $$($(VBIN)/python -V) ===================="; \
 	printf '%s\n' "$${summary[@]}"; \
-	if [ -n "$$failed" ]; then echo "make test: FAILED at $$failed"; exit 1; fi; \
-	echo 'make test: all steps passed'
+	if [ -n "$$failed" ]; then echo "make test: FAILED at $$failed"; echo "steps: $$passed passed, 1 failed, $$skipped skipped"; exit 1; fi; \
+	echo "steps: $$passed passed, 0 failed, $$skipped skipped"
 
 # ---------------------------------------------------------------------------------------------
 # lab and demo
@@ -176,7 +186,7 @@ demo: collection
 	for i in $$(seq 1 100); do [ -s $(LAB_INVENTORY) ] && break; \
 	  kill -0 $$lab 2>/dev/null || { cat $(BUILD)/demo/lab.log; echo 'demo: the lab did not start'; exit 1; }; sleep 0.2; done; \
 	[ -s $(LAB_INVENTORY) ] || { cat $(BUILD)/demo/lab.log; echo 'demo: no lab inventory after 20s'; exit 1; }; \
-	$(VBIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/diagnose.yml -e report_dir=$(BUILD)/demo; \
+	$(VBIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/diagnose.yml -e tetra_report_dir=$(BUILD)/demo; \
 	echo; echo "demo: report in $(BUILD)/demo:"; ls -1 $(BUILD)/demo | grep -v '^lab.log$$' | sed 's|^|  $(BUILD)/demo/|'
 
 clean:
