@@ -771,7 +771,9 @@ def _service(raw: t.Any) -> dict[str, t.Any] | None:
 def _install(doc: dict[str, t.Any], posture: dict[str, t.Any] | None) -> dict[str, t.Any] | None:
     if 'install' not in doc:
         return None
-    install = _as_dict(doc.get('install'))
+    if not isinstance(doc.get('install'), dict):
+        return None
+    install = doc['install']
     version_dirs = _version_dirs(install)
     service = _service(install.get('service'))
     active = _active_version(_as_dict(install.get('service')), version_dirs)
@@ -984,6 +986,14 @@ def _probe_problems(probes: dict[str, t.Any] | None) -> list[str]:
     return problems
 
 
+_OBJECT_SECTIONS = ('host', 'install', 'posture', 'files', 'system', 'probes')
+
+
+def _shape_problems(doc: dict[str, t.Any]) -> list[str]:
+    return ['section %s is not a JSON object (got %s)' % (name, type(doc[name]).__name__)
+            for name in _OBJECT_SECTIONS if name in doc and not isinstance(doc[name], dict)]
+
+
 def _problems(facts: dict[str, t.Any]) -> list[str]:
     problems = ['%s: %s' % (name, facts[name]['problem']) for name in ('posture', 'local', 'policy')
                 if facts[name] and facts[name].get('problem')]
@@ -1013,5 +1023,5 @@ def parse_evidence(doc: dict[str, t.Any]) -> dict[str, t.Any]:
         'tetra_version': tetra_version, 'tetra_version_source': source,
         'probes': _probes(doc), 'errors': _errors(doc),
     }
-    facts['problems'] = _problems(facts)
+    facts['problems'] = _shape_problems(doc) + _problems(facts)
     return facts

@@ -716,6 +716,10 @@ def test_parse_evidence_random_structures() -> None:
 def test_parse_evidence_sections_of_wrong_type(section: str, junk: t.Any) -> None:
     facts = parse_evidence({'format': 1, section: junk})
     assert FACT_KEYS <= set(facts)
+    if section != 'errors' and not isinstance(junk, dict):
+        assert any('section %s is not a JSON object' % section in problem for problem in facts['problems'])
+    if section == 'install' and not isinstance(junk, dict):
+        assert facts['installed'] is None
 
 
 @pytest.mark.parametrize('parser', [parse_posture, parse_local_xml, parse_policy_xml, decode_lasterror, decode_text, hresult_hex])
