@@ -16,7 +16,7 @@ description:
   - An aggregate callback, so it prints beside any stdout callback, AWX's included. It must be enabled.
 version_added: 1.0.0
 author:
-  - Contributors to the secure_endpoint.tetra collection
+  - Secure Endpoint TETRA collection maintainers (@secure-endpoint-tetra)
 requirements:
   - Enable it with C(callbacks_enabled) in C(ansible.cfg) or C(ANSIBLE_CALLBACKS_ENABLED).
 options:

@@ -23,7 +23,7 @@ description:
     status and cause, charts, and a sortable, filterable host table with each host's evidence and action.
 version_added: 1.0.0
 author:
-  - Contributors to the secure_endpoint.tetra collection
+  - Secure Endpoint TETRA collection maintainers (@secure-endpoint-tetra)
 options:
   hosts:
     description:
@@ -80,11 +80,13 @@ attributes:
         report is written in check mode too (a check-mode diagnosis is a complete diagnosis).
   diff_mode:
     support: none
+    description: The report is new output, not a change to compare.
   platform:
+    support: full
     platforms: all
-    description: Runs on the controller.
+    description: Runs on the controller only; the managed hosts' results are read from their registered variables.
 notes:
-  - The task reports C(changed=false): it writes a new output folder, it does not manage state.
+  - The task reports C(changed=false) because it writes a new output folder and manages no state.
   - Host-provided text (evidence, summaries, host names) is escaped in the HTML and Markdown reports, and CSV
     cells that a spreadsheet would evaluate as a formula are prefixed with a single quote.
 seealso:

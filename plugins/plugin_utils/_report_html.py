@@ -91,7 +91,7 @@ def colour(status: str) -> str:
 def bar_chart(chart_id: str, counts: dict[str, int], colours: dict[str, str] | None = None) -> str:
     """A horizontal bar chart as inline SVG."""
     items = [(label, count) for label, count in counts.items() if count]
-    top = max([count for _, count in items] or [1])
+    top = max([count for label, count in items] or [1])
     height = max(len(items), 1) * _BAR_HEIGHT + 4
     width = _LABEL_WIDTH + _BAR_WIDTH + 50
     parts = ['<svg id="%s" role="img" width="%d" height="%d" viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg">'

@@ -155,11 +155,12 @@ def test_ansible_runner_artifacts_carry_the_summary(lab_catalog: t.Any, ansible_
     subset = sorted(lab_catalog.hosts)[:3]
     private = tmp_path / 'runner'
     env = {key: ansible_env[key] for key in ('ANSIBLE_COLLECTIONS_PATH', 'ANSIBLE_COLLECTIONS_SCAN_SYS_PATH',
-                                             'ANSIBLE_CALLBACKS_ENABLED', 'PYTHONPATH', 'PATH')}
+                                             'ANSIBLE_CALLBACKS_ENABLED', 'PYTHONPATH')}
+    env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')  # runner finds ansible-playbook here
+    private.mkdir()
     run = ansible_runner.run(
         private_data_dir=str(private), playbook=PLAYBOOK, inventory=lab_catalog.inventory, limit=','.join(subset),
         extravars={'tetra_report_dir': str(tmp_path / 'report')}, envvars=env, quiet=True,
-        binary=os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
     )
     stdout = run.stdout.read()
     with open(os.path.join(OUTPUT_DIR, 'diagnose-runner.log'), 'w', encoding='utf-8') as handle:

@@ -22,8 +22,8 @@ def verdict(host: str = 'ep-1', status: str = 'failing', cause: str = 'revocatio
     base = {
         'host': host, 'status': status, 'cause': cause, 'summary': 'TLS fails: revocation check offline',
         'evidence': ['schannel 0x80092013 while checking revocation'], 'action': 'Allow HTTP to the OCSP hosts',
-        'remediable': False, 'secondary': [{'cause': 'proxy_unreachable', 'summary': 'proxy down', 'evidence': [],
-                                             'action': 'x', 'remediable': False}],
+        'remediable': False,
+        'secondary': [{'cause': 'proxy_unreachable', 'summary': 'proxy down', 'evidence': [], 'action': 'x', 'remediable': False}],
         'versions': {'connector': '8.1.7.21417', 'tetra': 90600, 'latest': 90606, 'latest_source': 'versions.id', 'behind': 6},
         'last_success': '2026-11-27T00:00:00Z', 'age_hours': 26.5, 'timings': {'endpoint_ms': 5200, 'round_trip_ms': 6100},
         'checked_at': CHECKED,
