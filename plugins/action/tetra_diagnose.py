@@ -20,7 +20,7 @@ FRESHNESS_SPEC: dict[str, t.Any] = {
     'latest_version': {'type': 'int'},
     'latest_source': {'type': 'str', 'default': 'given'},
     'max_behind': {'type': 'int', 'default': 5},
-    'max_age_hours': {'type': 'float'},
+    'max_age_hours': {'type': 'float', 'default': 24},
     'evidence_file': {'type': 'path'},
 }
 

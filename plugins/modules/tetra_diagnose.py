@@ -41,8 +41,11 @@ options:
     type: int
     default: 5
   max_age_hours:
-    description: Also count definitions as stale when the last successful update is older than this.
+    description:
+      - Also count definitions as stale when the last successful update is older than this many hours.
+      - Cisco publishes about four versions a day, so a day without success means updates are failing.
     type: float
+    default: 24
   evidence_file:
     description:
       - A file written by O(evidence_dir) to replay instead of contacting the endpoint.

@@ -29,6 +29,8 @@ CURL_INTERRUPTED = {18: 'partial file', 56: 'failure receiving network data'}
 LASTERROR_CAUSES = {4294965193: 'proxy_unreachable', 4294965196: 'proxy_auth_failed', 4294965187: 'proxy_download_failed'}
 # A last update check within this many hours counts as "the connector is trying".
 RECENT_CHECK_HOURS = 6
+# Without a successful update for this long a host is stale even within max_behind (4 versions a day).
+DEFAULT_MAX_AGE_HOURS = 24
 ESCALATE = ('If it persists: enable debug mode and a packet capture for one update interval, then open a TAC case '
             'with the support bundle (playbooks/collect_support.yml).')
 
@@ -361,7 +363,7 @@ def is_current(versions: Facts, age_hours: float | None, freshness: Facts) -> bo
         return None
     if versions['behind'] is not None and versions['behind'] > int(freshness.get('max_behind', 5)):
         return False
-    max_age = freshness.get('max_age_hours')
+    max_age = freshness.get('max_age_hours', DEFAULT_MAX_AGE_HOURS)
     if max_age and age_hours is not None and age_hours > float(max_age):
         return False
     # Without a known latest version a host is judged by age alone, and says so in latest_source.
@@ -387,15 +389,17 @@ def _stale_outcome(facts: Facts, now: datetime.datetime) -> str:
     return 'stale_definitions'
 
 
-def choose_primary(facts: Facts, current: bool | None, found: list[tuple[Cause, list[str]]], now: datetime.datetime) -> str:
-    """The deterministic rule: not installed, then current, then the first blocking finding in catalog order."""
+def choose_primary(facts: Facts, versions: Facts, current: bool | None, found: list[tuple[Cause, list[str]]], now: datetime.datetime) -> str:
+    """The deterministic rule (docs/causes.md): not installed; a blocking finding on a host that is behind at all;
+    current; then the stale outcomes."""
     if not facts.get('installed'):
         return 'connector_not_installed'
+    blocking = [finding[0].name for finding in found if finding[0].blocking]
+    # Cisco publishes about 4 versions a day: a blocking problem on a host that missed even one is why it missed it.
+    if blocking and (not current or versions['behind'] != 0):
+        return blocking[0]
     if current:
         return 'up_to_date'
-    blocking = [finding[0].name for finding in found if finding[0].blocking]
-    if blocking:
-        return blocking[0]
     if current is None:
         return 'definitions_unknown'
     return _stale_outcome(facts, now)
@@ -424,7 +428,7 @@ def diagnose(facts: Facts, freshness: Facts, host: str | None = None, now: datet
     age_hours = _hours_since(last_success, now)
     current = is_current(versions, age_hours, freshness) if facts.get('installed') else None
     found = findings(facts) if facts.get('installed') else []
-    primary = OUTCOMES[choose_primary(facts, current, found, now)]
+    primary = OUTCOMES[choose_primary(facts, versions, current, found, now)]
     evidence = next((lines for cause, lines in found if cause.name == primary.name), [])
     if primary.name == 'connector_too_old':
         found = [(c, lines) for c, lines in found if c.name != 'connector_too_old']

@@ -899,7 +899,7 @@ def _tls(raw: t.Any) -> dict[str, t.Any]:
     issuers = [_str(cert.get('issuer')) for cert in chain if _str(cert.get('issuer'))]
     return {
         'host': _str(tls.get('host')), 'port': _int(tls.get('port')),
-        'connect_ok': _bool(connect.get('ok')), 'connect_address': _str(connect.get('address')),
+        'connect_ok': _bool(connect.get('ok')), 'connect_address': _str(connect.get('address')), 'connect_ms': _int(connect.get('duration_ms')),
         'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(tls.get('timed_out'))),
         'connect_error': _error_text(connect.get('error') or tls.get('error')),
         'handshake_ok': _bool(handshake.get('ok')), 'handshake_timed_out': bool(_bool(handshake.get('timed_out'))),
@@ -951,7 +951,7 @@ def _proxy_probe(raw: t.Any) -> dict[str, t.Any] | None:
     connect = _as_dict(raw.get('connect'))
     status = _int(raw.get('connect_status'))
     return {'server': _str(raw.get('server')), 'port': _int(raw.get('port')), 'source': _str(raw.get('source')),
-            'connect_ok': _bool(connect.get('ok')), 'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(raw.get('timed_out'))),
+            'connect_ok': _bool(connect.get('ok')), 'connect_ms': _int(connect.get('duration_ms')), 'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(raw.get('timed_out'))),
             'connect_error': _error_text(connect.get('error') or raw.get('error')), 'connect_status': status,
             'status_line': _str(raw.get('status_line')), 'auth_required': status == 407}
 

@@ -287,14 +287,24 @@ def test_primary_is_the_first_catalog_entry_and_others_are_secondary():
 
 
 def test_current_host_with_a_network_problem_is_ok_with_a_warning():
-    verdict = verdict_for(lambda d: dns_failure(d) and behind(d, version=90605, success_hours_ago=1))
+    verdict = verdict_for(lambda d: dns_failure(d) and behind(d, version=90606, success_hours_ago=1))
     assert verdict['status'] == 'ok'
     assert 'dns_resolution_failed' in [s['cause'] for s in verdict['secondary']]
 
 
+def test_a_host_one_version_behind_with_a_blocking_problem_is_failing():
+    verdict = verdict_for(lambda d: dns_failure(d) and behind(d, version=90605, success_hours_ago=7))
+    assert (verdict['status'], verdict['cause']) == ('failing', 'dns_resolution_failed')
+
+
+def test_a_day_without_success_is_stale_even_within_max_behind():
+    verdict = verdict_for(lambda d: behind(d, version=90603, success_hours_ago=26))
+    assert (verdict['status'], verdict['cause']) == ('stale', 'stale_definitions')
+
+
 def test_freshness_threshold_is_configurable():
     def slightly_behind(document):
-        return behind(document, version=90603)
+        return behind(document, version=90603, success_hours_ago=5)
     assert verdict_for(slightly_behind)['status'] == 'ok'
     assert verdict_for(slightly_behind, dict(FRESH, max_behind=2))['status'] == 'stale'
 
