@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import typing as t
 
@@ -25,8 +26,17 @@ FRESHNESS_SPEC: dict[str, t.Any] = {
 }
 
 
+def evidence_time(document: t.Any) -> datetime.datetime | None:
+    """When the endpoint collected the evidence: verdict ages are measured from then, so a replay agrees."""
+    started = document.get('started') if isinstance(document, dict) else None
+    try:
+        return datetime.datetime.strptime(str(started), '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+
+
 def load_saved_evidence(path: str) -> dict[str, t.Any]:
-    """The evidence document inside a file written by evidence_dir."""
+    """The record (request, evidence, freshness) in a file written by evidence_dir."""
     try:
         with open(path, encoding='utf-8') as handle:
             record = json.load(handle)
@@ -34,7 +44,7 @@ def load_saved_evidence(path: str) -> dict[str, t.Any]:
         raise AnsibleActionFail('Cannot read saved evidence %s: %s' % (path, exc)) from None
     if not isinstance(record, dict) or 'evidence' not in record:
         raise AnsibleActionFail('%s is not a saved evidence file (no "evidence" key)' % path)
-    return record['evidence']
+    return record
 
 
 class ActionModule(TetraActionBase):
@@ -50,35 +60,45 @@ class ActionModule(TetraActionBase):
 
     def run_action(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         if args.get('evidence_file'):
-            return self.verdict_result(args, task_vars, load_saved_evidence(args['evidence_file']), {'replayed_from': args['evidence_file']})
+            record = load_saved_evidence(args['evidence_file'])
+            invalid = (record['evidence'] or {}).get('invalid_output') if isinstance(record['evidence'], dict) else None
+            if invalid:
+                return {'verdict': invalid_evidence_verdict(self.host_name(task_vars), invalid.get('msg', 'invalid output')), 'details': invalid}
+            freshness = self.freshness(args) if args.get('latest_version') is not None else record.get('freshness') or self.freshness(args)
+            return self.verdict_result(task_vars, record['evidence'], freshness, {'replayed_from': args['evidence_file']})
         request = self.build_request(args)
         try:
             document, call = self.call_endpoint(request)
         except RemoteError as exc:
             if exc.result.get('unreachable'):
                 raise
-            # The endpoint answered, but not with evidence: that is a verdict, not a task failure.
+            # The endpoint answered, but not with evidence: that is a verdict, not a task failure (and is kept for replay).
+            self.store(args, task_vars, request, {'invalid_output': exc.result})
             return {'verdict': invalid_evidence_verdict(self.host_name(task_vars), exc.result['msg']), 'details': exc.result}
         timings = {'endpoint_ms': document.get('duration_ms'), 'round_trip_ms': call.round_trip_ms, 'attempts': call.attempts}
         extra: dict[str, t.Any] = {'timings': timings}
-        evidence_path = self.store(args, task_vars, request, document)
+        freshness = self.freshness(args)
+        evidence_path = self.store(args, task_vars, request, document, freshness=freshness)
         if evidence_path:
             extra['evidence_path'] = evidence_path
-        return self.verdict_result(args, task_vars, document, extra)
+        return self.verdict_result(task_vars, document, freshness, extra)
 
-    def verdict_result(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], document: t.Any, extra: dict[str, t.Any]) -> dict[str, t.Any]:
-        host = self.host_name(task_vars)
-        try:
-            facts = parse_evidence(document)
-        except EvidenceError as exc:
-            return dict(extra, verdict=invalid_evidence_verdict(host, str(exc)))
-        freshness = {
+    @staticmethod
+    def freshness(args: dict[str, t.Any]) -> dict[str, t.Any]:
+        return {
             'latest': args.get('latest_version'),
             'source': args['latest_source'] if args.get('latest_version') is not None else 'unknown',
             'max_behind': args['max_behind'],
             'max_age_hours': args.get('max_age_hours'),
         }
-        verdict = diagnose(facts, freshness, host=host)
+
+    def verdict_result(self, task_vars: dict[str, t.Any], document: t.Any, freshness: dict[str, t.Any], extra: dict[str, t.Any]) -> dict[str, t.Any]:
+        host = self.host_name(task_vars)
+        try:
+            facts = parse_evidence(document)
+        except EvidenceError as exc:
+            return dict(extra, verdict=invalid_evidence_verdict(host, str(exc)))
+        verdict = diagnose(facts, freshness, host=host, now=evidence_time(document))
         if 'timings' in extra:
             verdict['timings'] = {k: extra['timings'][k] for k in ('endpoint_ms', 'round_trip_ms')}
         return dict(extra, verdict=verdict, facts=facts, freshness=freshness)

@@ -42,11 +42,11 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def save_evidence(folder: str, host: str, request: dict[str, t.Any], document: dict[str, t.Any]) -> str:
+def save_evidence(folder: str, host: str, request: dict[str, t.Any], document: dict[str, t.Any], **extra: t.Any) -> str:
     """Write one host's evidence where analyze.yml can replay it; returns the file path."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, '%s.json' % re.sub(r'[^A-Za-z0-9_.-]', '_', host))
-    record = {'format': 1, 'host': host, 'saved_at': utc_now(), 'request': request, 'evidence': redact(document)}
+    record = dict(extra, format=1, host=host, saved_at=utc_now(), request=request, evidence=redact(document))
     with open(path + '.tmp', 'w', encoding='utf-8') as handle:
         json.dump(record, handle, indent=1, sort_keys=True)
     os.replace(path + '.tmp', path)
@@ -102,10 +102,11 @@ class TetraActionBase(ActionBase):
         call = EvidenceCall(self._connection, request)
         return call.run(), call
 
-    def store(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], request: dict[str, t.Any], document: dict[str, t.Any]) -> str | None:
+    def store(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], request: dict[str, t.Any], document: dict[str, t.Any],
+              **extra: t.Any) -> str | None:
         if not args.get('evidence_dir'):
             return None
-        return save_evidence(args['evidence_dir'], self.host_name(task_vars), request, document)
+        return save_evidence(args['evidence_dir'], self.host_name(task_vars), request, document, **extra)
 
     @staticmethod
     def host_name(task_vars: dict[str, t.Any]) -> str:
