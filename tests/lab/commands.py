@@ -25,7 +25,7 @@ from .scenario import EndpointState
 
 DATA_LINE = re.compile(r"^\s*\$TetraRequest\s*=\s*'([A-Za-z0-9+/=]*)'\s*$", re.M)
 ENCODED = re.compile(r"(?:^|\s)-(?:EncodedCommand|enc|ec|e)\s+([A-Za-z0-9+/=]+)", re.I)
-POWERSHELL = re.compile(r"^\s*(?:[\w:\\. ]*\\)?(?:powershell|pwsh)(?:\.exe)?\b", re.I)
+POWERSHELL = re.compile(r"(?:^|[\s&'\"\\])(?:powershell|pwsh)(?:\.exe)?(?:\s|$)", re.I)
 PRELUDE = re.compile(r"^\s*\$(?:ErrorActionPreference|ProgressPreference)\s*=.*$", re.M)
 STDIN_LOADER = '[Console]::In.ReadToEnd()'
 

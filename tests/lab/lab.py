@@ -198,8 +198,10 @@ class Lab:
         for spec in self.fleet.hosts:
             lines.append(' '.join([spec.name] + ['%s=%s' % (k, _ini(v)) for k, v in self.host_vars(spec).items()]))
         lines += ['', '[windows:vars]'] + ['%s=%s' % (k, _ini(v)) for k, v in self.group_vars().items()]
-        with open(self.inventory_path, 'w', encoding='utf-8') as handle:
+        partial = self.inventory_path + '.partial'
+        with open(partial, 'w', encoding='utf-8') as handle:
             handle.write('\n'.join(lines) + '\n')
+        os.replace(partial, self.inventory_path)
 
     # ---- queries for tests ----
 

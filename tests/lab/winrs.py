@@ -162,6 +162,7 @@ class WinRS:
         if wait > 0:
             time.sleep(wait)
         if time.time() < entry.done_at:
+            self.state.count('operation_timeouts')
             return 500, wsman.timeout_fault(request.message_id, self.machine, self.lang)
         body = wsman.receive_response(request, entry.command_id, execution.stdout, execution.stderr, execution.exit_code, self.lang)
         entry.bytes_out += len(body)

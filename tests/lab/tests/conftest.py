@@ -1,0 +1,8 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The lab's own tests use the same fixtures other test folders import."""
+
+from __future__ import annotations
+
+from tests.lab.pytest_plugin import tetra_lab, tetra_lab_factory  # noqa: F401  pylint: disable=unused-import
