@@ -42,8 +42,10 @@ def catalog_run(lab_catalog: t.Any, ansible_env: dict[str, str], run_playbook: t
     """One diagnose.yml run over every catalog host; the report is kept in tests/output/integration."""
     report_dir = os.path.join(OUTPUT_DIR, 'catalog-report')
     shutil.rmtree(report_dir, ignore_errors=True)
-    done = run_playbook(['-i', lab_catalog.inventory, PLAYBOOK, '-e', 'tetra_report_dir=%s' % report_dir],
-                        ansible_env, 'diagnose-catalog.log')
+    # Offline and deterministic: no fetch of versions.id, so the report compares every host with the
+    # highest version seen in the run (the catalog's healthy hosts are at the lab's latest version).
+    extra = {'tetra_report_dir': report_dir, 'tetra_latest_fetch': False}
+    done = run_playbook(['-i', lab_catalog.inventory, PLAYBOOK, '-e', json.dumps(extra)], ansible_env, 'diagnose-catalog.log')
     path = os.path.join(report_dir, 'report.json')
     assert os.path.exists(path), 'no report.json (exit %d):\n%s\n%s' % (done.returncode, done.stdout[-3000:], done.stderr[-2000:])
     with open(path, encoding='utf-8') as handle:
@@ -70,6 +72,7 @@ def test_one_row_per_inventory_host(catalog_run: Run, lab_catalog: t.Any) -> Non
     assert sorted(hosts) == sorted(lab_catalog.hosts)
     assert catalog_run.report['format'] == 1
     assert catalog_run.report['summary']['total'] == len(lab_catalog.hosts)
+    assert catalog_run.report['fleet_max_version'] == lab_catalog.latest_version
 
 
 def test_verdicts_match_the_catalog(catalog_run: Run, lab_catalog: t.Any) -> None:
@@ -81,8 +84,14 @@ def test_verdicts_match_the_catalog(catalog_run: Run, lab_catalog: t.Any) -> Non
         if got != want:
             wrong.append('%s: expected %s, got %s (%s)' % (host, want, got, rows.get(host, {}).get('evidence')))
     assert not wrong, 'verdicts differ from tests/lab/fleets/catalog.yml:\n' + '\n'.join(wrong)
+    # Ansible-side failures are told apart: credentials rejected vs. host not answering.
+    for host, cause in (('wrong_password', 'authentication_failed'), ('host_down', 'host_unreachable')):
+        if host in lab_catalog.expected:
+            assert (rows[host]['status'], rows[host]['cause']) == ('unreachable', cause), rows[host]
     for record in catalog_run.report['hosts']:
-        assert record['summary'] and record['evidence'] or record['status'] == 'ok', record
+        assert record['summary'], record
+        if record['status'] in ('failing', 'stale', 'unknown', 'unreachable'):
+            assert record['evidence'], record
         if record['status'] != 'ok':
             assert record['action'], record
 
@@ -137,12 +146,16 @@ def test_html_report_renders_in_chromium(catalog_run: Run, lab_catalog: t.Any, t
     assert os.path.exists(screenshot) and os.path.getsize(screenshot) > 10000
 
 
-def test_fail_on_gate_fails_the_play(lab_catalog: t.Any, ansible_env: dict[str, str], run_playbook: t.Callable[..., t.Any],
-                                     tmp_path: t.Any) -> None:
-    failing, ok = hosts_with(lab_catalog, 'failing'), hosts_with(lab_catalog, 'ok')
-    assert failing and ok, 'the catalog needs failing and ok hosts'
+def test_fail_on_gate_fails_the_play(catalog_run: Run, lab_catalog: t.Any, ansible_env: dict[str, str],
+                                     run_playbook: t.Callable[..., t.Any], tmp_path: t.Any) -> None:
+    """tetra_fail_on turns a status into a play failure (hosts picked from the catalog run's own verdicts)."""
+    statuses = {host: record['status'] for host, record in catalog_run.rows.items()}
+    failing = sorted(host for host, status in statuses.items() if status == 'failing')
+    ok = sorted(host for host, status in statuses.items() if status == 'ok')
+    assert failing and ok, 'the catalog run needs failing and ok hosts: %s' % statuses
     limit = ','.join([failing[0], ok[0]])
-    extra = json.dumps({'tetra_fail_on': ['failing'], 'tetra_report_dir': str(tmp_path / 'gate')})
+    extra = json.dumps({'tetra_fail_on': ['failing'], 'tetra_report_dir': str(tmp_path / 'gate'),
+                        'tetra_latest_version': lab_catalog.latest_version})
     done = run_playbook(['-i', lab_catalog.inventory, PLAYBOOK, '--limit', limit, '-e', extra], ansible_env, 'diagnose-gate.log')
     assert done.returncode == 2, done.stdout[-3000:]
     assert '1 host(s) have a status in failing: %s' % failing[0] in done.stdout
@@ -160,7 +173,8 @@ def test_ansible_runner_artifacts_carry_the_summary(lab_catalog: t.Any, ansible_
     private.mkdir()
     run = ansible_runner.run(
         private_data_dir=str(private), playbook=PLAYBOOK, inventory=lab_catalog.inventory, limit=','.join(subset),
-        extravars={'tetra_report_dir': str(tmp_path / 'report')}, envvars=env, quiet=True,
+        extravars={'tetra_report_dir': str(tmp_path / 'report'), 'tetra_latest_version': lab_catalog.latest_version},
+        envvars=env, quiet=True,
     )
     stdout = run.stdout.read()
     with open(os.path.join(OUTPUT_DIR, 'diagnose-runner.log'), 'w', encoding='utf-8') as handle:
