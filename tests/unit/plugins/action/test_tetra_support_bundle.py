@@ -1,0 +1,251 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""tetra_support_bundle against a fake endpoint: start/wait/finish ordering, clean-up on failure, chunked transfer."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from unittest.mock import MagicMock
+
+import pytest
+
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
+from ansible.playbook.play_context import PlayContext
+
+from ansible_collections.secure_endpoint.tetra.plugins.action import tetra_support_bundle
+from ansible_collections.secure_endpoint.tetra.plugins.action.tetra_support_bundle import ActionModule
+
+DATA_LINE = re.compile(r"\$TetraRequest = '([A-Za-z0-9+/=]+)'")
+FOLDER = 'C:\\Program Files\\Cisco\\AMP\\8.1.7.21417'
+
+
+def request_of(command: str) -> dict:
+    encoded = command.split('-EncodedCommand ', 1)[1].split(';', 1)[0].strip()
+    return json.loads(base64.b64decode(DATA_LINE.search(base64.b64decode(encoded).decode('utf-16-le')).group(1)))
+
+
+def policy_xml(interval: int) -> str:
+    return ('<?xml version="1.0"?><Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><Object><config><agent><scansettings><tetra>'
+            '<enable>1</enable><updater><enable>1</enable><server>tetra-defs.amp.cisco.com</server><interval>%d</interval></updater>'
+            '</tetra></scansettings></agent></config></Object></Signature>' % interval)
+
+
+class FakeEndpoint:
+    """A connection whose endpoint keeps state: debug logging, capture, files in the work folder."""
+
+    def __init__(self, company='Cisco Systems, Inc.', interval=None, bundle_size=300_000, fail=None, corrupt=False):
+        self.company = company
+        self.interval = interval
+        self.bundle = os.urandom(bundle_size)
+        self.capture_data = os.urandom(70_000)
+        self.fail = fail or {}
+        self.corrupt = corrupt
+        self.requests = []
+        self.debug_logging = False
+        self.capture_running = False
+        self.files = {}
+        self.resets = 0
+        self._shell = MagicMock()
+
+    @property
+    def actions(self):
+        return [r['action'] for r in self.requests]
+
+    def reset(self):
+        self.resets += 1
+
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        request = request_of(cmd)
+        self.requests.append(request)
+        action = request['action']
+        answer = getattr(self, action)(request)
+        if action in self.fail:
+            raise self.fail[action]
+        doc = {'format': 1, 'action': action, 'started': '2026-09-21T10:00:00Z', 'duration_ms': 50, 'context': 'user',
+               'host': {'computer_name': 'EP-1'}, 'errors': []}
+        doc.update(answer)
+        return 0, json.dumps(doc).encode('utf-8'), b''
+
+    def collect(self, request):
+        policy = {'path': 'C:\\Program Files\\Cisco\\AMP\\policy.xml', 'readable': False, 'text': None, 'error': {'type': 'x', 'hresult': -1}}
+        if self.interval:
+            policy.update(readable=True, text=policy_xml(self.interval), error=None)
+        return {'install': {'install_dir': 'C:\\Program Files\\Cisco\\AMP', 'version_dirs': ['8.1.7.21417'],
+                            'service': {'name': 'CiscoAMP', 'image_path': '"%s\\sfc.exe"' % FOLDER, 'state': 'Running', 'start_type': 'Auto'},
+                            'display_version': '8.1.7.21417',
+                            'sfc': {'path': FOLDER + '\\sfc.exe', 'company': self.company, 'file_version': '8.1.7.21417'},
+                            'reboot_pending': False, 'isolated': False},
+                'files': {'local_xml': {'path': 'C:\\Program Files\\Cisco\\AMP\\local.xml', 'readable': False, 'text': None, 'error': None},
+                          'policy_xml': policy}}
+
+    def support_start(self, request):
+        self.debug_logging = True
+        self.capture_running = request['capture'] != 'none'
+        return {'support': {'work_dir': request['work_dir'], 'debug_logging': {'exit_code': 0},
+                            'capture': {'tool': request['capture'], 'file': request['work_dir'] + '\\capture.etl', 'exit_code': 0},
+                            'forceupdate': {'ran': True, 'exit_code': 0}}}
+
+    def support_finish(self, request):
+        work = request['work_dir']
+        self.files = {work + '\\CiscoAMP_Support_Tool_2026_09_21.zip': self.bundle}
+        if self.capture_running:
+            self.files[work + '\\capture.etl'] = self.capture_data
+        self.debug_logging = self.capture_running = False
+        listed = [{'path': p, 'size': len(d), 'sha256': hashlib.sha256(d).hexdigest().upper()} for p, d in self.files.items()]
+        if self.corrupt:
+            listed[0]['sha256'] = '0' * 64
+        return {'support': {'work_dir': work, 'bundle': {'exit_code': 0, 'timed_out': False},
+                            'capture': {'tool': request['capture'], 'exit_code': 0 if request['capture'] != 'none' else None},
+                            'debug_logging': {'exit_code': 0}, 'files': listed}}
+
+    def read_file(self, request):
+        data = self.files[request['path']]
+        offset, length = request['offset'], request['length']
+        chunk = data[offset:offset + length]
+        return {'file': {'path': request['path'], 'size': len(data), 'offset': offset,
+                         'data_b64': base64.b64encode(chunk).decode(), 'eof': offset + len(chunk) >= len(data)}}
+
+
+class FakeClock:
+    def __init__(self, fail_sleep=None):
+        self.time = 0.0
+        self.sleeps = []
+        self.fail_sleep = fail_sleep
+
+    def now(self):
+        return self.time
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        if self.fail_sleep:
+            raise self.fail_sleep
+        self.time += seconds
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(ActionModule, 'clock', fake)
+    return fake
+
+
+def run(connection, args, check_mode=False, host='ep-1'):
+    task = MagicMock()
+    task.args = args
+    task.check_mode = check_mode
+    task.async_val = 0
+    task.action = 'secure_endpoint.tetra.tetra_support_bundle'
+    action = ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
+    return action.run(task_vars={'inventory_hostname': host})
+
+
+def test_full_run_brings_verified_files_and_a_manifest(tmp_path, clock):
+    endpoint = FakeEndpoint()
+    result = run(endpoint, {'dest': str(tmp_path), 'capture': 'pktmon', 'wait': 30, 'chunk_size': 65536})
+    assert not result.get('failed'), result.get('msg')
+    reads = endpoint.actions.count('read_file')
+    assert endpoint.actions[:3] == ['collect', 'support_start', 'support_finish']
+    assert reads == 5 + 2  # 300000 bytes in 64 KB chunks, 70000 bytes in 2 chunks
+    assert clock.sleeps == [30]
+    start = endpoint.requests[1]
+    assert start['capture'] == 'pktmon' and start['capture_max_mb'] == 256
+    assert re.fullmatch(r'C:\\Windows\\Temp\\tetra-support-\d{8}T\d{6}Z-[0-9a-f]{8}', start['work_dir'])
+    assert endpoint.requests[2]['work_dir'] == start['work_dir']
+    folder = tmp_path / 'ep-1'
+    assert (folder / 'CiscoAMP_Support_Tool_2026_09_21.zip').read_bytes() == endpoint.bundle
+    assert (folder / 'capture.etl').read_bytes() == endpoint.capture_data
+    manifest = json.loads((folder / 'manifest.json').read_text())
+    assert manifest['host'] == 'ep-1' and manifest['work_dir'] == start['work_dir']
+    by_name = {f['name']: f for f in manifest['files']}
+    assert by_name['capture.etl']['sha256'] == hashlib.sha256(endpoint.capture_data).hexdigest()
+    assert by_name['CiscoAMP_Support_Tool_2026_09_21.zip']['size'] == 300_000 and all(f['verified'] for f in manifest['files'])
+    assert set(manifest['times']) >= {'started', 'support_started', 'support_finished', 'finished'}
+    assert result['cleanup']['debug_logging_stopped'] and result['cleanup']['capture_stopped']
+    assert endpoint.debug_logging is False and endpoint.capture_running is False
+    assert result['changed'] is True and result['manifest'] == str(folder / 'manifest.json')
+
+
+def test_finish_runs_even_when_the_wait_raises(tmp_path, monkeypatch):
+    monkeypatch.setattr(ActionModule, 'clock', FakeClock(fail_sleep=KeyboardInterrupt()))
+    endpoint = FakeEndpoint()
+    with pytest.raises(KeyboardInterrupt):
+        run(endpoint, {'dest': str(tmp_path), 'capture': 'netsh', 'wait': 600})
+    assert endpoint.actions == ['collect', 'support_start', 'support_finish']
+    assert endpoint.debug_logging is False and endpoint.capture_running is False
+
+
+def test_finish_runs_when_support_start_fails_in_the_middle(tmp_path):
+    """The endpoint started debug logging but its answer was lost: finish must still be sent."""
+    endpoint = FakeEndpoint(fail={'support_start': AnsibleConnectionFailure('Connection refused by the remote host')})
+    result = run(endpoint, {'dest': str(tmp_path), 'capture': 'pktmon', 'wait': 30})
+    assert result['unreachable'] is True
+    assert endpoint.actions == ['collect', 'support_start', 'support_finish']
+    assert 'support_finish ran' in result['msg'] and result['cleanup']['debug_logging_stopped'] is True
+    assert endpoint.debug_logging is False and endpoint.capture_running is False and endpoint.resets >= 1
+
+
+def test_a_failing_finish_is_reported_loudly(tmp_path):
+    endpoint = FakeEndpoint(fail={'support_finish': AnsibleConnectionFailure('Connection refused')})
+    result = run(endpoint, {'dest': str(tmp_path), 'wait': 1})
+    assert result['unreachable'] is True and 'may still be running' in result['msg']
+
+
+def test_checksum_mismatch_fails_and_leaves_no_file(tmp_path):
+    endpoint = FakeEndpoint(corrupt=True)
+    with pytest.raises(AnsibleActionFail, match='sha256'):
+        run(endpoint, {'dest': str(tmp_path), 'wait': 0})
+    assert 'support_finish' in endpoint.actions
+    assert [p.name for p in (tmp_path / 'ep-1').iterdir()] == []
+
+
+def test_chunked_transfer_reassembles_across_chunk_boundaries(tmp_path):
+    endpoint = FakeEndpoint(bundle_size=4096 * 3 + 17)
+    result = run(endpoint, {'dest': str(tmp_path), 'wait': 0, 'chunk_size': 4096})
+    assert endpoint.actions.count('read_file') == 4
+    offsets = [r['offset'] for r in endpoint.requests if r['action'] == 'read_file']
+    assert offsets == [0, 4096, 8192, 12288]
+    assert (tmp_path / 'ep-1' / result['files'][0]['name']).read_bytes() == endpoint.bundle
+
+
+def test_check_mode_runs_nothing_and_reports_the_plan(tmp_path, clock):
+    endpoint = FakeEndpoint(interval=1800)
+    result = run(endpoint, {'dest': str(tmp_path), 'capture': 'pktmon'}, check_mode=True)
+    assert endpoint.actions == ['collect']
+    assert clock.sleeps == [] and not (tmp_path / 'ep-1').exists()
+    assert (result['wait_s'], result['wait_source']) == (1800, 'policy')
+    assert result['commands'][0] == '"%s\\sfc.exe" -l start' % FOLDER
+    assert result['commands'][-1] == '"%s\\sfc.exe" -l stop' % FOLDER
+    assert any(c.startswith('C:\\Windows\\System32\\pktmon.exe start') for c in result['commands'])
+    assert 'Nothing was run' in result['msg']
+
+
+def test_wait_defaults_to_the_policy_interval_capped_by_max_wait(tmp_path, clock):
+    run(FakeEndpoint(interval=7200), {'dest': str(tmp_path), 'max_wait': 900})
+    assert clock.sleeps == [900]
+
+
+def test_non_cisco_sfc_is_refused_before_anything_runs(tmp_path):
+    endpoint = FakeEndpoint(company='Microsoft Corporation')
+    result = run(endpoint, {'dest': str(tmp_path)})
+    assert endpoint.actions == ['collect'] and result['refused'] == 'sfc_not_cisco' and result['changed'] is False
+
+
+def test_hostile_host_name_stays_inside_dest(tmp_path):
+    result = run(FakeEndpoint(), {'dest': str(tmp_path), 'wait': 0}, host='../../etc')
+    assert os.path.dirname(result['dest']) == str(tmp_path)
+
+
+def test_argument_spec_matches_the_documentation():
+    import yaml
+    from ansible_collections.secure_endpoint.tetra.plugins.modules import tetra_support_bundle as doc
+    options = yaml.safe_load(doc.DOCUMENTATION)['options']
+    assert set(options) == set(tetra_support_bundle.ARGUMENT_SPEC)
+    for name, spec in tetra_support_bundle.ARGUMENT_SPEC.items():
+        assert options[name]['type'] == spec['type']
+        assert options[name].get('default') == spec.get('default')
+        assert options[name].get('choices') == spec.get('choices')
