@@ -25,6 +25,7 @@ PS204  ``#Requires`` asking for PowerShell 6+ or PSEdition Core
 PS300  ``curl``/``wget`` without ``.exe`` (aliases of Invoke-WebRequest in 5.1)
 PS301  Invoke-WebRequest without -UseBasicParsing (needs the IE engine, fails on Server Core)
 PS302  Write-Host (stdout must carry exactly one JSON document)
+PS303  ConvertTo-Json without -Depth (5.1 silently truncates below depth 2)
 PS400  a byte-order mark
 PS401  a non-ASCII byte (5.1 reads BOM-less UTF-8 as ANSI)
 PS402  NUL bytes (UTF-16 text)
@@ -303,6 +304,9 @@ class _Checker:
                 value = self._param_value(elements, elem)
                 if value is not None and _strip_quotes(_text(value)).lower() in _PS7_ENCODINGS:
                     self.add_node(value, 'PS202', _PS7_ENCODINGS[_strip_quotes(_text(value)).lower()])
+
+        if command == 'convertto-json' and not splatted and not any('depth'.startswith(p) for dummy, p in params):
+            self.add_node(name_node, 'PS303', 'ConvertTo-Json without -Depth: Windows PowerShell 5.1 cuts nested values at depth 2')
 
         if command == 'invoke-webrequest':
             basic = any(len(p) >= 4 and 'usebasicparsing'.startswith(p) for dummy, p in params)

@@ -139,6 +139,9 @@ def test_good_realistic_51_script_passes():
     # PS302: Write-Host
     ('PS302', 'Write-Host "hello"\n'),
     ('PS302', 'Microsoft.PowerShell.Utility\\Write-Host -Object "hello"\n'),
+    # PS303: ConvertTo-Json without -Depth
+    ('PS303', '$json = $result | ConvertTo-Json -Compress\n'),
+    ('PS303', '$json = ConvertTo-Json -InputObject $result\n'),
     # PS400/PS401/PS402: encoding of the file itself
     ('PS400', b'\xef\xbb\xbf$a = 1\n'),
     ('PS401', '$a = "caf\u00e9"\n'),
@@ -159,6 +162,7 @@ def test_rule_fires(rule, src):
     '$s = ConvertTo-SecureString -String "x" -AsPlainText -Force\n',
     'Set-Content -Path x -Value y -Encoding UTF8\n',
     '$j = $o | ConvertTo-Json -Depth 5\n',
+    '$j = $o | ConvertTo-Json -D 5 -Compress\n',
     '1..3 | ForEach-Object -Process { $_ }\n',
     '# Write-Host curl $IsWindows\n$a = 1\n',
     '$s = "Write-Host && curl -AsHashtable utf8NoBOM"\n',
