@@ -63,9 +63,14 @@ def run(protocol: winrm.Protocol, line: str, stdin: bytes | None = None, chunk: 
                 protocol.send_command_input(shell, command_id, stdin[offset:offset + chunk], end=offset + chunk >= len(stdin))
         out, err, rc = protocol.get_command_output(shell, command_id)
         protocol.cleanup_command(shell, command_id)
-        return out, err, rc
-    finally:
-        protocol.close_shell(shell)
+    except Exception:
+        try:  # like Ansible: best-effort cleanup, the first error is the one that counts
+            protocol.close_shell(shell)
+        except Exception:  # pylint: disable=broad-except
+            pass
+        raise
+    protocol.close_shell(shell)
+    return out, err, rc
 
 
 def collect(lab: Lab, host: str, transport: str = 'ntlm', https: bool = False, **overrides: t.Any) -> dict[str, t.Any]:
