@@ -951,7 +951,8 @@ def _proxy_probe(raw: t.Any) -> dict[str, t.Any] | None:
     connect = _as_dict(raw.get('connect'))
     status = _int(raw.get('connect_status'))
     return {'server': _str(raw.get('server')), 'port': _int(raw.get('port')), 'source': _str(raw.get('source')),
-            'connect_ok': _bool(connect.get('ok')), 'connect_ms': _int(connect.get('duration_ms')), 'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(raw.get('timed_out'))),
+            'connect_ok': _bool(connect.get('ok')), 'connect_ms': _int(connect.get('duration_ms')),
+            'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(raw.get('timed_out'))),
             'connect_error': _error_text(connect.get('error') or raw.get('error')), 'connect_status': status,
             'status_line': _str(raw.get('status_line')), 'auth_required': status == 407}
 

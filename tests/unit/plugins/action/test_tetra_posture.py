@@ -48,7 +48,9 @@ def make_action(cls, connection, args=None, check_mode=False):
     task.check_mode = check_mode
     task.async_val = 0
     task.action = 'secure_endpoint.tetra.' + cls.__module__.rsplit('.', 1)[-1]
-    return cls(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
+    action = cls(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
+    action._load_name = task.action  # set by the plugin loader in a real run; 2.18's arg validation reads it
+    return action
 
 
 def run(cls, connection, args=None, check_mode=False, host='ep-1'):
