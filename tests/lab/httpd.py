@@ -13,6 +13,7 @@ import base64
 import http.server
 import selectors
 import socket
+import socketserver
 import ssl
 import struct
 import threading
@@ -67,6 +68,11 @@ class EndpointServer(http.server.ThreadingHTTPServer):
     @property
     def state(self) -> EndpointState:
         return self.winrs.state
+
+    def server_bind(self) -> None:
+        """HTTPServer.server_bind without its reverse DNS lookup (socket.getfqdn costs ~90 ms per address)."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def handle_error(self, request: t.Any, client_address: t.Any) -> None:
         """Client disconnects and failed TLS handshakes are normal here."""

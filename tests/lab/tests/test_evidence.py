@@ -128,10 +128,12 @@ def test_forceupdate_advances_after_lab_seconds(tetra_lab_factory: t.Any) -> Non
     doc = collect(lab, 'stale_recovers', action='forceupdate', sections=['install'])
     assert doc['forceupdate']['ran'] is True and doc['forceupdate']['command'].endswith('sfc.exe" -forceupdate')
     assert 'x:90602' in collect(lab, 'stale_recovers', sections=['files'])['files']['local_xml']['text']
-    deadline = time.time() + 10
-    while lab.state('stale_recovers').snapshot()['pending'] and time.time() < deadline:
+    polls = 0
+    while 'x:90606' not in collect(lab, 'stale_recovers', sections=['files'])['files']['local_xml']['text']:
+        polls += 1
+        assert polls < 50, 'the forced update never landed'
         time.sleep(0.1)
-    assert 'x:90606' in collect(lab, 'stale_recovers', sections=['files'])['files']['local_xml']['text']
+    assert lab.state('stale_recovers').snapshot()['lasterror'] == 0
     assert lab.state('stale_recovers').counters['forceupdates'] == 1
 
 
