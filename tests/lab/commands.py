@@ -15,6 +15,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import random
 import re
 import time
 import typing as t
@@ -92,7 +93,7 @@ class CommandRunner:
 
     def startup_s(self) -> float:
         low, high = self.state.scenario['latency']['startup_s']
-        return float(low) + (float(high) - float(low)) * ((hash((self.state.spec.name, self.state.counters['commands'])) % 1000) / 1000)
+        return random.Random('%s-%d' % (self.state.spec.name, self.state.counters['commands'])).uniform(float(low), float(high))
 
     def run(self, command: str, arguments: list[str], stdin: bytes) -> Execution:
         self.state.count('commands')

@@ -242,4 +242,3 @@ def _ini(value: t.Any) -> str:
     if any(c in text for c in ' #;=\'"'):
         return "'%s'" % text.replace("'", "\\'")
     return text
-
