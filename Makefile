@@ -45,7 +45,7 @@ TEST_STEPS ?= pscheck units changelog-lint lint docs-lint sanity build importer 
 pytest_allow_empty = rc=0; $(VBIN)/python -m pytest $(1) || rc=$$?; if [ $$rc -eq 5 ]; then echo "NOTE: no tests collected in $(2) yet"; rc=0; fi; exit $$rc
 
 .PHONY: help venv collection units pscheck sanity lint docs-lint changelog-lint build install-test \
-        importer integration lab-tests test demo lab clean
+        importer integration lab-tests test demo lab bench clean
 
 help:
 	@echo 'Targets:'
@@ -63,6 +63,7 @@ help:
 	@echo '  lab-tests       pytest tests/lab/tests'
 	@echo '  test            all of the above: $(TEST_STEPS)'
 	@echo '  demo            start the lab fleet, run playbooks/diagnose.yml, print the report path'
+	@echo '  bench           side-by-side benchmarks against the lab (one round trip vs four, concurrent vs sequential, 500 hosts)'
 	@echo '  lab             serve the lab fleet $(FLEET) (inventory at $(LAB_INVENTORY))'
 	@echo '  clean           remove .build, tests/output and caches (keeps $(VENV))'
 
@@ -186,8 +187,15 @@ demo: collection
 	for i in $$(seq 1 100); do [ -s $(LAB_INVENTORY) ] && break; \
 	  kill -0 $$lab 2>/dev/null || { cat $(BUILD)/demo/lab.log; echo 'demo: the lab did not start'; exit 1; }; sleep 0.2; done; \
 	[ -s $(LAB_INVENTORY) ] || { cat $(BUILD)/demo/lab.log; echo 'demo: no lab inventory after 20s'; exit 1; }; \
-	$(VBIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/diagnose.yml -e tetra_report_dir=$(BUILD)/demo; \
-	echo; echo "demo: report in $(BUILD)/demo:"; ls -1 $(BUILD)/demo | grep -v '^lab.log$$' | sed 's|^|  $(BUILD)/demo/|'
+	ANSIBLE_CALLBACKS_ENABLED=secure_endpoint.tetra.tetra_summary ANSIBLE_FORKS=25 \
+	  $(VBIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/diagnose.yml \
+	  -e tetra_report_dir=$(BUILD)/demo -e tetra_evidence_dir=$(BUILD)/demo/evidence -e tetra_latest_fetch=false; \
+	echo; echo "demo: report files in $(BUILD)/demo:"; ls -1 $(BUILD)/demo | grep -E '^report' | sed 's|^|  $(BUILD)/demo/|'; \
+	echo "demo: open the HTML report: file://$(BUILD)/demo/report.html"
+
+# Side-by-side benchmarks against the lab (not part of `make test`): see tests/bench/bench_diagnose.py.
+bench: collection
+	$(VBIN)/python -m tests.bench.bench_diagnose --repeat 3 --scale
 
 clean:
 	rm -rf $(BUILD) tests/output .pytest_cache importer_result.json

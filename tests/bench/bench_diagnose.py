@@ -1,0 +1,136 @@
+# Copyright: Contributors to the secure_endpoint.tetra collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Side-by-side benchmarks against the lab, each variant next to its baseline in one run.
+
+    python -m tests.bench.bench_diagnose [--scale] [--repeat 3]
+
+1. One round trip (tetra_diagnose) vs the four single-purpose modules in a row (posture, resolve,
+   tls_probe, proxy), on the catalog fleet: endpoint commands per host (from the lab's request log)
+   and playbook wall time.
+2. Concurrent vs sequential probes on the hosts whose network is dead (firewall, revocation, proxy):
+   endpoint time per host as the evidence reports it.
+3. With --scale: the 500-endpoint fleet at forks=50, hosts per minute.
+Prints a Markdown table; numbers are medians of --repeat runs. Not part of `make test` (no timed
+assertions anywhere); run it with `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from tests.lab.lab import Lab
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FLEETS = os.path.join(REPO_ROOT, 'tests', 'lab', 'fleets')
+DEAD_NETWORK = ('firewall_blocked', 'revocation_blocked', 'proxy_unreachable', 'system_context_revocation')
+
+ONE_TRIP = '''
+- hosts: windows
+  gather_facts: false
+  tasks:
+    - secure_endpoint.tetra.tetra_diagnose: {concurrent: %(concurrent)s, latest_version: 90606}
+      register: d
+      ignore_unreachable: true
+    - ansible.builtin.copy: {content: "{{ d | to_json }}", dest: "%(out)s/{{ inventory_hostname }}.json", mode: "0644"}
+      delegate_to: localhost
+      when: d.verdict is defined
+'''
+FOUR_TRIPS = '''
+- hosts: windows
+  gather_facts: false
+  ignore_unreachable: true
+  tasks:
+    - secure_endpoint.tetra.tetra_posture:
+    - secure_endpoint.tetra.tetra_resolve:
+    - secure_endpoint.tetra.tetra_tls_probe:
+    - secure_endpoint.tetra.tetra_proxy:
+'''
+
+
+def playbook(lab: Lab, text: str, forks: int, env: dict[str, str]) -> float:
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
+        handle.write(text)
+    started = time.monotonic()
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', lab.inventory_path, '-f', str(forks), handle.name],
+                   cwd=REPO_ROOT, env=env, capture_output=True, check=False, timeout=1800)
+    os.unlink(handle.name)
+    return time.monotonic() - started
+
+
+def commands_per_host(lab: Lab, before: int) -> float:
+    entries = lab.requests()[before:]
+    hosts = {entry['host'] for entry in entries}
+    return len(entries) / max(len(hosts), 1)
+
+
+def endpoint_ms(folder: str, hosts: tuple[str, ...]) -> list[int]:
+    found = []
+    for host in hosts:
+        path = os.path.join(folder, host + '.json')
+        if os.path.exists(path):
+            with open(path, encoding='utf-8') as handle:
+                found.append(json.load(handle)['verdict']['timings']['endpoint_ms'])
+    return found
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING='false', ANSIBLE_NOCOLOR='1', PYTHONPATH=REPO_ROOT)
+    env.setdefault('ANSIBLE_COLLECTIONS_PATH', os.path.join(REPO_ROOT, '.build', 'collections'))
+    return env
+
+
+def bench_catalog(repeat: int, env: dict[str, str]) -> list[str]:
+    rows = []
+    with Lab(os.path.join(FLEETS, 'catalog.yml')) as lab:
+        results: dict[str, list[float]] = {'one': [], 'four': [], 'cmd_one': [], 'cmd_four': [], 'conc': [], 'seq': []}
+        for _ in range(repeat):
+            for concurrent, key in ((True, 'conc'), (False, 'seq')):
+                out = tempfile.mkdtemp()
+                before = len(lab.requests())
+                wall = playbook(lab, ONE_TRIP % {'concurrent': str(concurrent).lower(), 'out': out}, 25, env)
+                if concurrent:
+                    results['one'].append(wall)
+                    results['cmd_one'].append(commands_per_host(lab, before))
+                results[key].extend(endpoint_ms(out, DEAD_NETWORK))
+            before = len(lab.requests())
+            results['four'].append(playbook(lab, FOUR_TRIPS, 25, env))
+            results['cmd_four'].append(commands_per_host(lab, before))
+        med = {k: statistics.median(v) if v else float('nan') for k, v in results.items()}
+        rows.append('| catalog (%d hosts), forks 25 | tetra_diagnose: %.1f commands/host, %.1f s | 4 modules: %.1f commands/host, %.1f s |'
+                    % (len(lab.hosts), med['cmd_one'], med['one'], med['cmd_four'], med['four']))
+        rows.append('| dead-network hosts %s | concurrent probes: endpoint %.1f s (max %.1f s) | sequential probes: endpoint %.1f s (max %.1f s) |'
+                    % ('/'.join(DEAD_NETWORK), med['conc'] / 1000, max(results['conc'] or [0]) / 1000,
+                       med['seq'] / 1000, max(results['seq'] or [0]) / 1000))
+    return rows
+
+
+def bench_scale(env: dict[str, str]) -> list[str]:
+    with Lab(os.path.join(FLEETS, 'scale500.yml')) as lab:
+        out = tempfile.mkdtemp()
+        wall = playbook(lab, ONE_TRIP % {'concurrent': 'true', 'out': out}, 50, env)
+        done = len([name for name in os.listdir(out) if name.endswith('.json')])
+        return ['| scale500 (%d hosts), forks 50 | %d verdicts in %.0f s | %.0f hosts/minute |' % (len(lab.hosts), done, wall, done / wall * 60)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--scale', action='store_true', help='also run the 500-endpoint fleet')
+    args = parser.parse_args()
+    env = environment()
+    rows = ['| case | variant | baseline |', '|---|---|---|'] + bench_catalog(args.repeat, env)
+    if args.scale:
+        rows += bench_scale(env)
+    print('\n'.join(rows))
+
+
+if __name__ == '__main__':
+    main()
