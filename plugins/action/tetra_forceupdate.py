@@ -125,8 +125,7 @@ class ActionModule(TetraActionBase):
 
     def call(self, request: dict[str, t.Any]) -> dict[str, t.Any]:
         self.calls += 1
-        document, _ = self.call_endpoint(request)
-        return document
+        return self.call_endpoint(request)[0]
 
     @staticmethod
     def facts(document: dict[str, t.Any]) -> dict[str, t.Any]:

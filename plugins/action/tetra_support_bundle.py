@@ -207,7 +207,7 @@ class ActionModule(TetraActionBase):
         assembler = rem.ChunkAssembler(local, size, sha256)
         limit = (size or 0) // chunk_size + 2
         try:
-            for _ in range(limit):
+            for _chunk_number in range(limit):
                 chunk = self.read_chunk(path, assembler.size, chunk_size)
                 assembler.add(int(chunk.get('offset') or 0), chunk['data'])
                 if chunk.get('eof') or (size is not None and assembler.size >= size):
@@ -240,8 +240,7 @@ class ActionModule(TetraActionBase):
 
     def call(self, request: dict[str, t.Any]) -> dict[str, t.Any]:
         self.calls += 1
-        document, _ = self.call_endpoint(request)
-        return document
+        return self.call_endpoint(request)[0]
 
     @staticmethod
     def facts(document: dict[str, t.Any]) -> dict[str, t.Any]:

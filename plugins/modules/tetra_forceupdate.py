@@ -25,7 +25,7 @@ description:
   - Never stops, starts or restarts the connector service and never uses the Connector Protection password.
 version_added: 1.0.0
 author:
-  - Contributors to the secure_endpoint.tetra collection
+  - Secure Endpoint TETRA collection maintainers (@secure-endpoint-tetra)
 options:
   timeout:
     description:
@@ -60,8 +60,11 @@ attributes:
         Reports C(changed=true) when it would run the command.
   diff_mode:
     support: none
+    description: The change is an update of the connector's definitions (or a bundle on the controller); there is no diff to show.
   platform:
+    support: full
     platforms: windows
+    description: Targets Windows endpoints with Windows PowerShell 5.1 and the Cisco Secure Endpoint connector.
 seealso:
   - module: secure_endpoint.tetra.tetra_diagnose
   - module: secure_endpoint.tetra.tetra_support_bundle

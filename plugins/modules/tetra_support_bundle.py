@@ -24,7 +24,7 @@ description:
   - Never stops, starts or restarts the connector service and never uses the Connector Protection password.
 version_added: 1.0.0
 author:
-  - Contributors to the secure_endpoint.tetra collection
+  - Secure Endpoint TETRA collection maintainers (@secure-endpoint-tetra)
 options:
   dest:
     description:
@@ -74,8 +74,11 @@ attributes:
         nothing on the endpoint and copies nothing.
   diff_mode:
     support: none
+    description: The change is an update of the connector's definitions (or a bundle on the controller); there is no diff to show.
   platform:
+    support: full
     platforms: windows
+    description: Targets Windows endpoints with Windows PowerShell 5.1 and the Cisco Secure Endpoint connector.
 seealso:
   - module: secure_endpoint.tetra.tetra_diagnose
   - module: secure_endpoint.tetra.tetra_forceupdate

@@ -153,8 +153,8 @@ def test_sfc_that_is_not_ciscos_is_never_run(company, sfc, refused):
 
 
 def test_endpoint_side_refusal_is_reported():
-    connection = FakeConnection(document(), document('forceupdate', forceupdate={'ran': False, 'command': None, 'exit_code': None,
-                                                                                  'duration_ms': 0, 'refused': 'sfc_not_cisco'}))
+    refused = {'ran': False, 'command': None, 'exit_code': None, 'duration_ms': 0, 'refused': 'sfc_not_cisco'}
+    connection = FakeConnection(document(), document('forceupdate', forceupdate=refused))
     result = run(connection)
     assert connection.actions == ['collect', 'forceupdate']
     assert result['refused'] == 'sfc_not_cisco' and result['changed'] is False and result['polls'] == 0
@@ -193,7 +193,7 @@ def test_polling_stops_when_last_check_changes():
 
 
 def test_polling_stops_at_the_timeout_with_a_bounded_number_of_calls(clock):
-    unchanged = [document(install=False) for _ in range(20)]
+    unchanged = [document(install=False)] * 20
     connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(), install=False), *unchanged)
     result = run(connection, {'timeout': 30, 'poll_interval': 5})
     assert result['outcome'] == 'timeout' and result['changed'] is False
@@ -204,7 +204,7 @@ def test_polling_stops_at_the_timeout_with_a_bounded_number_of_calls(clock):
 def test_slow_calls_count_against_the_timeout(clock, monkeypatch):
     """Each call takes 7 s here: the loop stops when the timeout has passed, not after timeout/interval polls."""
     connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(), install=False),
-                                *[document(install=False) for _ in range(20)])
+                                *[document(install=False)] * 20)
     original = connection.exec_command
 
     def slow(cmd, in_data=None, sudoable=True):
