@@ -100,13 +100,15 @@ def _update_server_dns(facts: Facts) -> Facts | None:
 
 
 def _failed_http(facts: Facts) -> list[str]:
-    lines = []
+    """One line per revocation host that did not answer (the chain may name several URLs on one host)."""
+    lines: dict[str, str] = {}
     for entry in _probes(facts).get('http') or []:
-        if entry.get('ok'):
+        host = entry.get('host') or entry.get('url')
+        if entry.get('ok') or host in lines:
             continue
         outcome = 'timed out after %s' % _duration(entry) if entry.get('timed_out') else 'failed (%s)' % (entry.get('error') or 'no answer')
-        lines.append('%s:80 %s' % (entry.get('host') or entry.get('url'), outcome))
-    return lines
+        lines[host] = '%s:80 %s' % (host, outcome)
+    return list(lines.values())
 
 
 def _curl_line(facts: Facts) -> list[str]:

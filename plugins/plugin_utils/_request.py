@@ -98,6 +98,7 @@ def build_request(action: str, sections: t.Iterable[str], args: dict[str, t.Any]
             'update_server': server,
             'dns_names': [server] + revocation,
             'http_urls': ['http://%s/' % h for h in revocation],
+            'probe_chain_urls': True,
             'root_thumbprints': sorted(REQUIRED_ROOTS),
             'proxy': proxy(args),
         })

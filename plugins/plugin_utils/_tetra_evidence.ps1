@@ -137,6 +137,7 @@ function Read-TextFile {
         $file.readable = $true
     } catch {
         $file.error = ConvertTo-ErrorInfo $_
+        Add-EvidenceError (Split-Path -Path $Path -Leaf) $_
     }
     return $file
 }
@@ -361,6 +362,13 @@ function Get-RootEvidence {
     })
 }
 
+function Get-ChainUrls {
+    param($Chain)
+    $texts = @($Chain | ForEach-Object { $_.aia_text; $_.crl_text } | Where-Object { $_ })
+    $found = @($texts | Select-String -Pattern 'URL=(http://[^\s,]+)' -AllMatches | ForEach-Object { $_.Matches } | ForEach-Object { $_.Groups[1].Value })
+    return @($found | Select-Object -Unique | Select-Object -First 8)
+}
+
 function Start-Probe {
     param($Pool, [scriptblock]$Code, [string]$Section, [object[]]$Arguments)
     $shell = [PowerShell]::Create()
@@ -413,11 +421,21 @@ function Invoke-NetworkProbes {
         [void]$jobs.Add((Start-Probe $pool $ProbeProxy 'proxy' @($Request.proxy.server, $Request.proxy.port, $Request.update_server, $timeouts.proxy, $(if ($Request.proxy.source) { $Request.proxy.source } else { 'request' }))))
     }
     $deadline = $Started.AddSeconds([double]$Request.deadline_s - 2)
-    $probes = [ordered]@{ dns = @(); http = @() }
+    $probes = [ordered]@{}
+    foreach ($section in @('dns', 'http')) { if ($sections -contains $section) { $probes[$section] = @() } }
+    if ($sections -contains 'proxy') { $probes.proxy = $null }
     foreach ($job in $jobs) {
         $answer = Receive-Probe $job $deadline
         if ($job.section -eq 'dns' -or $job.section -eq 'http') { $probes[$job.section] += $answer } else { $probes[$job.section] = $answer }
     }
+    # Second wave, same deadline: the OCSP/CRL addresses named by the chain the endpoint actually received.
+    $chainJobs = New-Object System.Collections.ArrayList
+    if ($Request.probe_chain_urls -and ($sections -contains 'http') -and $probes.tls) {
+        foreach ($url in (Get-ChainUrls $probes.tls.chain)) {
+            if (@($Request.http_urls) -notcontains $url) { [void]$chainJobs.Add((Start-Probe $pool $ProbeHttp 'http' @($url, $timeouts.http, $null))) }
+        }
+    }
+    foreach ($job in $chainJobs) { $probes.http += (Receive-Probe $job $deadline) }
     $pool.Close()
     if ($sections -contains 'roots') { $probes.roots = Get-RootEvidence $Request.root_thumbprints }
     return $probes
@@ -441,6 +459,7 @@ function Invoke-AsSystem {
         "`$ProbeHttp = {$ProbeHttp}", "`$ProbeProxy = {$ProbeProxy}"
         "function ConvertTo-ErrorInfo {${function:ConvertTo-ErrorInfo}}"
         "function Start-Probe {${function:Start-Probe}}", "function Receive-Probe {${function:Receive-Probe}}"
+        "function Get-ChainUrls {${function:Get-ChainUrls}}"
         "function Get-RootEvidence {${function:Get-RootEvidence}}"
         "function Invoke-NetworkProbes {${function:Invoke-NetworkProbes}}"
         "Invoke-NetworkProbes `$Request `$null | ConvertTo-Json -Depth 8 -Compress | Set-Content -LiteralPath '$outFile' -Encoding UTF8"

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import typing as t
 import zipfile
 
@@ -333,15 +334,22 @@ class EvidenceBuilder:
         concurrent = bool(self.request.get('concurrent', True))
         clock, longest = 0, 0
         probes: dict[str, t.Any] = {}
-        for job in jobs:
-            finish = job.duration_ms if concurrent else clock + job.duration_ms
-            clock = finish
-            longest = max(longest, finish)
-            value = job.value if finish <= budget else {'timed_out': True, 'error': None}
-            if job.section in ('dns', 'http'):
-                probes.setdefault(job.section, []).append(value)
-            else:
-                probes[job.section] = value
+        tls_finish = 0
+        for second_wave in (False, True):
+            # The second wave fetches the OCSP/CRL URLs of the chain the TLS probe received, once it is back.
+            wave = self.chain_url_jobs(probes.get('tls'), net) if second_wave else jobs
+            wave_start = tls_finish if second_wave else 0
+            for job in wave:
+                finish = (wave_start if concurrent else clock) + job.duration_ms
+                clock = finish if not concurrent else clock
+                if job.section == 'tls':
+                    tls_finish = finish
+                longest = max(longest, finish)
+                value = job.value if finish <= budget else {'timed_out': True, 'error': None}
+                if job.section in ('dns', 'http'):
+                    probes.setdefault(job.section, []).append(value)
+                else:
+                    probes[job.section] = value
         for section in ('dns', 'http'):
             if section in self.sections:
                 probes.setdefault(section, [])
@@ -353,6 +361,17 @@ class EvidenceBuilder:
             missing = {m.upper() for m in net['roots_missing']}
             probes['roots'] = [self.root(str(tp), missing) for tp in self.request.get('root_thumbprints') or []]
         return probes, elapsed
+
+    def chain_url_jobs(self, tls: t.Any, net: dict[str, t.Any]) -> list[Probe]:
+        """What the endpoint script's second wave fetches: URL=http://... from the chain's AIA/CRL text."""
+        if not self.request.get('probe_chain_urls') or 'http' not in self.sections or not isinstance(tls, dict):
+            return []
+        texts = [cert.get(key) or '' for cert in tls.get('chain') or [] for key in ('aia_text', 'crl_text')]
+        urls: list[str] = []
+        for url in re.findall(r'URL=(http://[^\s,]+)', ' '.join(texts)):
+            if url not in urls and url not in (self.request.get('http_urls') or []):
+                urls.append(url)
+        return [self.http_probe(url, net) for url in urls[:8]]
 
     def probe_jobs(self, net: dict[str, t.Any]) -> list[Probe]:
         jobs: list[Probe] = []
