@@ -498,7 +498,10 @@ function Invoke-ForceUpdate {
 
 function Invoke-SupportStep {
     param($Request, $Sfc)
-    $support = [ordered]@{ work_dir = $Request.work_dir }
+    $support = [ordered]@{ work_dir = $Request.work_dir; refused = $null }
+    # Never run a bare or foreign sfc.exe: Windows' System File Checker has the same name.
+    if (-not $Sfc -or -not $Sfc.company) { $support.refused = 'sfc_missing'; return $support }
+    if ($Sfc.company -notmatch 'Cisco') { $support.refused = 'sfc_not_cisco'; return $support }
     if ($Request.action -eq 'support_start') {
         [void](New-Item -ItemType Directory -Path $Request.work_dir -Force)
         $support.debug_logging = Invoke-Captured $Sfc.path '-l start' 30
@@ -508,7 +511,10 @@ function Invoke-SupportStep {
     }
     try {
         $tool = Join-Path (Split-Path -Path $Sfc.path -Parent) 'ipsupporttool.exe'
-        $support.bundle = Invoke-Captured $tool ('-o "{0}"' -f $Request.work_dir) ([int]$Request.deadline_s - 20)
+        # Leave time inside the deadline for stopping the capture and debug logging afterwards.
+        $stopBudget = @{ pktmon = 60; netsh = 120 }[[string]$Request.capture]
+        $bundleSeconds = [Math]::Max(30, [int]$Request.deadline_s - 20 - 30 - [int]$stopBudget)
+        $support.bundle = Invoke-Captured $tool ('-o "{0}"' -f $Request.work_dir) $bundleSeconds
     } finally {
         $support.capture = Stop-Capture $Request
         $support.debug_logging = Invoke-Captured $Sfc.path '-l stop' 30
@@ -536,9 +542,9 @@ function Start-Capture {
 function Stop-Capture {
     param($Request)
     if ($Request.capture -eq 'pktmon') {
-        $run = Invoke-Captured (Join-Path $env:SystemRoot 'System32\pktmon.exe') 'stop' 120
+        $run = Invoke-Captured (Join-Path $env:SystemRoot 'System32\pktmon.exe') 'stop' 60
     } elseif ($Request.capture -eq 'netsh') {
-        $run = Invoke-Captured (Join-Path $env:SystemRoot 'System32\netsh.exe') 'trace stop' 300
+        $run = Invoke-Captured (Join-Path $env:SystemRoot 'System32\netsh.exe') 'trace stop' 120
     } else {
         return [ordered]@{ tool = 'none'; stopped = $false }
     }
@@ -547,9 +553,16 @@ function Stop-Capture {
 
 function Read-FileChunk {
     param($Request)
-    $stream = [IO.File]::Open($Request.path, 'Open', 'Read', 'ReadWrite')
+    # Only the collection's own support folders can be read back, 4 MB at a time.
+    $root = Join-Path $env:SystemRoot 'Temp'
+    $full = [IO.Path]::GetFullPath([string]$Request.path)
+    if (-not $full.StartsWith((Join-Path $root 'tetra-support-'), [StringComparison]::OrdinalIgnoreCase)) {
+        throw (New-Object System.UnauthorizedAccessException('read_file only reads files under ' + (Join-Path $root 'tetra-support-*')))
+    }
+    $stream = [IO.File]::Open($full, 'Open', 'Read', 'ReadWrite')
     try {
-        $length = [int][Math]::Min([long]$Request.length, [Math]::Max(0, $stream.Length - [long]$Request.offset))
+        $want = [Math]::Min([long]$Request.length, 4194304)
+        $length = [int][Math]::Min($want, [Math]::Max(0, $stream.Length - [long]$Request.offset))
         $buffer = New-Object byte[] $length
         [void]$stream.Seek([long]$Request.offset, 'Begin')
         $read = $stream.Read($buffer, 0, $length)

@@ -180,9 +180,14 @@ class EvidenceBuilder:
             return None
         work_dir = str(self.request.get('work_dir') or 'C:\\Windows\\Temp\\tetra-support')
         tool = str(self.request.get('capture') or 'none')
-        support: dict[str, t.Any] = {'work_dir': work_dir}
+        support: dict[str, t.Any] = {'work_dir': work_dir, 'refused': None}
+        sfc = self.sfc()
+        if not sfc or not sfc['company'] or 'Cisco' not in sfc['company']:
+            support['refused'] = 'sfc_missing' if not sfc or not sfc['company'] else 'sfc_not_cisco'
+            doc['support'] = support
+            return None
         if self.request['action'] == 'support_start':
-            support['debug_logging'] = dict(self.captured(folder + '\\sfc.exe', self.latency('files_ms') * 30), started=True)
+            support['debug_logging'] = self.captured(folder + '\\sfc.exe', self.latency('files_ms') * 30)
             support['capture'] = self.start_capture(tool, work_dir)
             support['forceupdate'] = self.forceupdate()
             self.state.debug_logging = True
@@ -190,8 +195,8 @@ class EvidenceBuilder:
             return self.elapsed_ms
         bundle = self.make_bundle(work_dir)
         support['bundle'] = self.captured(folder + '\\ipsupporttool.exe', self.latency('support_bundle_ms'))
-        support['capture'] = {'tool': tool, 'exit_code': 0 if tool != 'none' else None, 'output': '', 'stopped': tool != 'none'}
-        support['debug_logging'] = dict(self.captured(folder + '\\sfc.exe', 280), stopped=True)
+        support['capture'] = {'tool': tool, 'exit_code': 0, 'output': ''} if tool != 'none' else {'tool': 'none', 'stopped': False}
+        support['debug_logging'] = self.captured(folder + '\\sfc.exe', 280)
         self.state.debug_logging = False
         self.state.capture_running = False
         support['files'] = [{'path': path, 'size': len(data), 'sha256': hashlib.sha256(data).hexdigest().upper()}
@@ -204,7 +209,7 @@ class EvidenceBuilder:
             return {'tool': 'none', 'started': False}
         self.state.capture_running = True
         self.spend(900 if tool == 'pktmon' else 4200)
-        return {'tool': tool, 'started': True, 'file': work_dir + '\\capture.etl', 'exit_code': 0, 'output': ''}
+        return {'tool': tool, 'file': work_dir + '\\capture.etl', 'exit_code': 0, 'output': ''}
 
     def make_bundle(self, work_dir: str) -> dict[str, bytes]:
         """A real zip (logs, local.xml, random padding) in the endpoint's file table."""
@@ -224,11 +229,16 @@ class EvidenceBuilder:
 
     def read_file(self, doc: dict[str, t.Any]) -> None:
         path = str(self.request.get('path') or '')
+        # The endpoint script reads back only its own support folders, at most 4 MB per call.
+        if not path.lower().startswith('c:\\windows\\temp\\tetra-support-'):
+            self.add_error('script', error('System.UnauthorizedAccessException', -2147024891,
+                                           'read_file only reads files under C:\\Windows\\Temp\\tetra-support-*'))
+            return
         data = self.lookup_file(path)
         if data is None:
             return
         offset = max(0, int(self.request.get('offset') or 0))
-        length = int(min(int(self.request.get('length') or 0), max(0, len(data) - offset)))
+        length = int(min(int(self.request.get('length') or 0), 4194304, max(0, len(data) - offset)))
         chunk = data[offset:offset + length]
         self.spend(20 + len(chunk) // 40000)
         doc['file'] = {'path': path, 'size': len(data), 'offset': offset, 'data_b64': _b64(chunk),

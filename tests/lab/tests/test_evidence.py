@@ -140,9 +140,9 @@ def test_forceupdate_advances_after_lab_seconds(tetra_lab_factory: t.Any) -> Non
 def test_support_bundle_travels_in_chunks(tetra_lab: Lab) -> None:
     work = 'C:\\Windows\\Temp\\tetra-support-t1'
     start = collect(tetra_lab, 'healthy', action='support_start', sections=[], capture='pktmon', capture_max_mb=256, work_dir=work)
-    assert start['support']['debug_logging']['started'] and tetra_lab.state('healthy').debug_logging
+    assert start['support']['debug_logging']['exit_code'] == 0 and tetra_lab.state('healthy').debug_logging
     finish = collect(tetra_lab, 'healthy', action='support_finish', sections=[], capture='pktmon', work_dir=work)
-    assert finish['support']['debug_logging']['stopped'] and not tetra_lab.state('healthy').debug_logging
+    assert finish['support']['debug_logging']['exit_code'] == 0 and not tetra_lab.state('healthy').debug_logging
     bundle = [f for f in finish['support']['files'] if f['path'].endswith('.zip')][0]
     data, offset = b'', 0
     while True:
@@ -157,11 +157,13 @@ def test_support_bundle_travels_in_chunks(tetra_lab: Lab) -> None:
 
 
 def test_read_file_errors(tetra_lab: Lab) -> None:
-    missing = collect(tetra_lab, 'healthy', action='read_file', sections=[], path='C:\\nope.zip', offset=0, length=10)
+    missing = collect(tetra_lab, 'healthy', action='read_file', sections=[], path='C:\\Windows\\Temp\\tetra-support-x\\nope.zip',
+                      offset=0, length=10)
     assert 'file' not in missing and missing['errors'][0]['type'] == 'System.IO.FileNotFoundException'
-    denied = collect(tetra_lab, 'policy_unreadable', action='read_file', sections=[], path='C:\\Program Files\\Cisco\\AMP\\policy.xml',
-                     offset=0, length=10)
-    assert denied['errors'][0]['hresult'] == -2147024891
+    outside = collect(tetra_lab, 'policy_unreadable', action='read_file', sections=[], path='C:\\Program Files\\Cisco\\AMP\\policy.xml',
+                      offset=0, length=10)
+    assert 'file' not in outside and outside['errors'][0]['hresult'] == -2147024891
+    assert 'tetra-support-' in outside['errors'][0]['message']
 
 
 def test_every_catalog_scenario_answers(tetra_lab: Lab) -> None:
