@@ -109,3 +109,23 @@ def test_request_data_travels_as_data(catalog, ansible_env):  # pylint: disable=
     (entry,) = catalog.requests('healthy')
     assert entry['request']['update_server'] == 'tetra-defs.eu.amp.cisco.com'
     assert 'tetra-defs.eu.amp.cisco.com' not in json.dumps(entry.get('script', '')) + json.dumps(entry.get('stdin', ''))
+
+
+def test_module_defaults_for_the_action_group_reach_the_endpoint_request(catalog, ansible_env, tmp_path):  # pylint: disable=redefined-outer-name
+    play = tmp_path / 'defaults.yml'
+    play.write_text('''
+- hosts: healthy
+  gather_facts: false
+  module_defaults:
+    group/secure_endpoint.tetra.tetra:
+      deadline: 120
+  tasks:
+    - secure_endpoint.tetra.tetra_posture:
+    - secure_endpoint.tetra.tetra_forceupdate:
+      check_mode: true
+''')
+    result = run(['ansible-playbook', '-i', catalog.inventory_path, str(play)], ansible_env, 'module-defaults.log')
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    deadlines = {entry['request']['deadline_s'] for entry in catalog.requests('healthy')}
+    assert deadlines == {120}
+    assert not catalog.requests('healthy', action='forceupdate')
