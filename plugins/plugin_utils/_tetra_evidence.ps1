@@ -18,6 +18,7 @@ function ConvertTo-ErrorInfo {
     $ex = $Failure
     if ($ex -is [System.Management.Automation.ErrorRecord]) { $ex = $ex.Exception }
     if ($ex -is [System.Management.Automation.MethodInvocationException] -and $ex.InnerException) { $ex = $ex.InnerException }
+    if ($ex -is [System.AggregateException] -and $ex.InnerException) { $ex = $ex.InnerException }
     $info = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
     $inner = $ex
     while ($inner.InnerException) {
@@ -169,7 +170,7 @@ function Get-SystemEvidence {
     }
 }
 
-# ---- network probes: each is self-contained so it can run in its own runspace ----
+# ---- network probes: each runs in its own runspace, where the helpers above are exported ----
 
 $ProbeDns = {
     param([string]$Name, [int]$TimeoutSeconds)
@@ -183,12 +184,9 @@ $ProbeDns = {
             $probe.timed_out = $true
         }
     } catch {
-        $ex = $_.Exception
-        while ($ex.InnerException) { $ex = $ex.InnerException }
-        $probe.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
-        if ($ex -is [System.Net.Sockets.SocketException]) { $probe.error.code = $ex.ErrorCode }
+        $probe.error = ConvertTo-ErrorInfo $_
     }
-    $probe.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
+    $probe.duration_ms = Get-Milliseconds $watch
     return $probe
 }
 
@@ -196,25 +194,8 @@ $ProbeTls = {
     param([string]$HostName, [int]$Port, [int]$ConnectSeconds, [int]$TlsSeconds)
     $probe = [ordered]@{ host = $HostName; port = $Port; connect = $null; handshake = $null; policy_errors = $null; chain = @(); chain_status = @() }
     $client = New-Object System.Net.Sockets.TcpClient
-    $watch = [Diagnostics.Stopwatch]::StartNew()
-    $connect = [ordered]@{ ok = $false; address = $null; duration_ms = 0; timed_out = $false; error = $null }
-    try {
-        $task = $client.ConnectAsync($HostName, $Port)
-        if ($task.Wait($ConnectSeconds * 1000)) {
-            $connect.ok = $client.Connected
-            $connect.address = $client.Client.RemoteEndPoint.Address.IPAddressToString
-        } else {
-            $connect.timed_out = $true
-        }
-    } catch {
-        $ex = $_.Exception
-        while ($ex.InnerException) { $ex = $ex.InnerException }
-        $connect.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
-        if ($ex -is [System.Net.Sockets.SocketException]) { $connect.error.code = $ex.ErrorCode }
-    }
-    $connect.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
-    $probe.connect = $connect
-    if (-not $connect.ok) { $client.Close(); return $probe }
+    $probe.connect = Connect-Tcp $client $HostName $Port $ConnectSeconds
+    if (-not $probe.connect.ok) { $client.Close(); return $probe }
     $script:Seen = $null
     $callback = {
         param($Sender, $Certificate, $Chain, $PolicyErrors)
@@ -227,36 +208,20 @@ $ProbeTls = {
     $watch = [Diagnostics.Stopwatch]::StartNew()
     $handshake = [ordered]@{ ok = $false; protocol = $null; duration_ms = 0; timed_out = $false; error = $null }
     try {
+        # Revocation checking on, as the connector does.
         $ssl.AuthenticateAsClient($HostName, $null, [System.Security.Authentication.SslProtocols]::Tls12, $true)
         $handshake.ok = $true
         $handshake.protocol = [string]$ssl.SslProtocol
     } catch {
-        $ex = $_.Exception
-        if ($ex.InnerException) { $ex = $ex.InnerException }
-        $handshake.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
-        $inner = $ex.InnerException
-        if ($inner -is [System.ComponentModel.Win32Exception]) { $handshake.error.native_error = $inner.NativeErrorCode }
-        if ($ex -is [System.IO.IOException] -and $watch.Elapsed.TotalSeconds -ge $TlsSeconds) { $handshake.timed_out = $true }
+        $handshake.error = ConvertTo-ErrorInfo $_
+        $handshake.timed_out = ($handshake.error.type -eq 'System.IO.IOException' -and $watch.Elapsed.TotalSeconds -ge $TlsSeconds)
     }
-    $handshake.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
+    $handshake.duration_ms = Get-Milliseconds $watch
     $probe.handshake = $handshake
     if ($script:Seen) {
         $probe.policy_errors = [string]$script:Seen.errors
         $probe.chain_status = @($script:Seen.chain.ChainStatus | ForEach-Object { [string]$_.Status })
-        foreach ($element in $script:Seen.chain.ChainElements) {
-            $cert = $element.Certificate
-            $aia = $cert.Extensions | Where-Object { $_.Oid.Value -eq '1.3.6.1.5.5.7.1.1' }
-            $cdp = $cert.Extensions | Where-Object { $_.Oid.Value -eq '2.5.29.31' }
-            $probe.chain += [ordered]@{
-                subject = $cert.Subject
-                issuer = $cert.Issuer
-                thumbprint = $cert.Thumbprint
-                not_before = $cert.NotBefore.ToUniversalTime().ToString('o')
-                not_after = $cert.NotAfter.ToUniversalTime().ToString('o')
-                aia_text = $(if ($aia) { $aia.Format($false) } else { $null })
-                crl_text = $(if ($cdp) { $cdp.Format($false) } else { $null })
-            }
-        }
+        $probe.chain = @($script:Seen.chain.ChainElements | ForEach-Object { ConvertTo-CertificateInfo $_.Certificate })
     }
     $ssl.Dispose()
     $client.Close()
@@ -265,32 +230,10 @@ $ProbeTls = {
 
 $ProbeProcess = {
     param([string]$Path, [string]$Arguments, [int]$TimeoutSeconds)
-    $probe = [ordered]@{ path = $Path; found = (Test-Path -LiteralPath $Path -PathType Leaf); exit_code = $null; output = $null; timed_out = $false; duration_ms = 0 }
-    if (-not $probe.found) { return $probe }
-    $watch = [Diagnostics.Stopwatch]::StartNew()
-    $psi = New-Object System.Diagnostics.ProcessStartInfo
-    $psi.FileName = $Path
-    $psi.Arguments = $Arguments
-    $psi.UseShellExecute = $false
-    $psi.CreateNoWindow = $true
-    $psi.RedirectStandardOutput = $true
-    $psi.RedirectStandardError = $true
-    $proc = [Diagnostics.Process]::Start($psi)
-    $out = $proc.StandardOutput.ReadToEndAsync()
-    $err = $proc.StandardError.ReadToEndAsync()
-    if ($proc.WaitForExit($TimeoutSeconds * 1000)) {
-        $proc.WaitForExit()
-        $probe.exit_code = $proc.ExitCode
-    } else {
-        $probe.timed_out = $true
-        try { $proc.Kill() } catch { }
-    }
-    $text = ''
-    if ($err.Wait(2000)) { $text += $err.Result }
-    if ($out.Wait(2000)) { $text += $out.Result }
-    $probe.output = $text
-    $probe.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
-    return $probe
+    # curl.exe -v writes its trace to stderr: keep it first, as a console shows it.
+    $run = Invoke-Captured $Path $Arguments $TimeoutSeconds
+    return [ordered]@{ path = $run.path; found = $run.found; exit_code = $run.exit_code; output = ('' + $run.stderr + $run.stdout)
+        timed_out = $run.timed_out; duration_ms = $run.duration_ms }
 }
 
 $ProbeHttp = {
@@ -310,16 +253,12 @@ $ProbeHttp = {
         $probe.status = [int]$response.StatusCode
         $response.Close()
     } catch {
-        $ex = $_.Exception
-        if ($ex.InnerException) { $ex = $ex.InnerException }
-        $probe.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
-        if ($ex -is [System.Net.WebException]) {
-            $probe.error.status = [string]$ex.Status
-            $probe.timed_out = ($ex.Status -eq [System.Net.WebExceptionStatus]::Timeout)
-            if ($ex.Response) { $probe.status = [int]$ex.Response.StatusCode }
-        }
+        $probe.error = ConvertTo-ErrorInfo $_
+        $probe.timed_out = ($probe.error.status -eq 'Timeout')
+        $web = $_.Exception.InnerException
+        if ($web -is [System.Net.WebException] -and $web.Response) { $probe.status = [int]$web.Response.StatusCode }
     }
-    $probe.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
+    $probe.duration_ms = Get-Milliseconds $watch
     return $probe
 }
 
@@ -328,30 +267,55 @@ $ProbeProxy = {
     # Ask the proxy for a tunnel the way the connector does, and keep its first answer line.
     $probe = [ordered]@{ server = $Server; port = $Port; source = $Source; connect = $null; connect_status = $null; status_line = $null }
     $client = New-Object System.Net.Sockets.TcpClient
-    $watch = [Diagnostics.Stopwatch]::StartNew()
-    $connect = [ordered]@{ ok = $false; duration_ms = 0; timed_out = $false; error = $null }
-    try {
-        $task = $client.ConnectAsync($Server, $Port)
-        if ($task.Wait($TimeoutSeconds * 1000)) { $connect.ok = $client.Connected } else { $connect.timed_out = $true }
-        if ($connect.ok) {
+    $probe.connect = Connect-Tcp $client $Server $Port $TimeoutSeconds
+    if ($probe.connect.ok) {
+        try {
             $client.ReceiveTimeout = $TimeoutSeconds * 1000
             $stream = $client.GetStream()
             $bytes = [Text.Encoding]::ASCII.GetBytes("CONNECT ${Target}:443 HTTP/1.1`r`nHost: ${Target}:443`r`n`r`n")
             $stream.Write($bytes, 0, $bytes.Length)
-            $reader = New-Object System.IO.StreamReader($stream)
-            $probe.status_line = $reader.ReadLine()
+            $probe.status_line = (New-Object System.IO.StreamReader($stream)).ReadLine()
             if ($probe.status_line -match '^HTTP/[0-9.]+ ([0-9]{3})') { $probe.connect_status = [int]$Matches[1] }
+        } catch {
+            $probe.connect.error = ConvertTo-ErrorInfo $_
         }
-    } catch {
-        $ex = $_.Exception
-        while ($ex.InnerException) { $ex = $ex.InnerException }
-        $connect.error = [ordered]@{ type = $ex.GetType().FullName; hresult = $ex.HResult; message = $ex.Message }
-        if ($ex -is [System.Net.Sockets.SocketException]) { $connect.error.code = $ex.ErrorCode }
     }
-    $connect.duration_ms = [int]$watch.Elapsed.TotalMilliseconds
-    $probe.connect = $connect
     $client.Close()
     return $probe
+}
+
+function Connect-Tcp {
+    param($Client, [string]$HostName, [int]$Port, [int]$TimeoutSeconds)
+    $watch = [Diagnostics.Stopwatch]::StartNew()
+    $connect = [ordered]@{ ok = $false; address = $null; duration_ms = 0; timed_out = $false; error = $null }
+    try {
+        if ($Client.ConnectAsync($HostName, $Port).Wait($TimeoutSeconds * 1000)) {
+            $connect.ok = $Client.Connected
+            $connect.address = $Client.Client.RemoteEndPoint.Address.IPAddressToString
+        } else {
+            $connect.timed_out = $true
+        }
+    } catch {
+        $connect.error = ConvertTo-ErrorInfo $_
+    }
+    $connect.duration_ms = Get-Milliseconds $watch
+    return $connect
+}
+
+function ConvertTo-CertificateInfo {
+    param($Certificate)
+    # The AIA and CRL extensions as Windows formats them; the controller extracts the URLs.
+    $aia = $Certificate.Extensions | Where-Object { $_.Oid.Value -eq '1.3.6.1.5.5.7.1.1' }
+    $cdp = $Certificate.Extensions | Where-Object { $_.Oid.Value -eq '2.5.29.31' }
+    return [ordered]@{
+        subject = $Certificate.Subject
+        issuer = $Certificate.Issuer
+        thumbprint = $Certificate.Thumbprint
+        not_before = $Certificate.NotBefore.ToUniversalTime().ToString('o')
+        not_after = $Certificate.NotAfter.ToUniversalTime().ToString('o')
+        aia_text = $(if ($aia) { $aia.Format($false) } else { $null })
+        crl_text = $(if ($cdp) { $cdp.Format($false) } else { $null })
+    }
 }
 
 function Get-RootEvidence {
@@ -367,6 +331,18 @@ function Get-ChainUrls {
     $texts = @($Chain | ForEach-Object { $_.aia_text; $_.crl_text } | Where-Object { $_ })
     $found = @($texts | Select-String -Pattern 'URL=(http://[^\s,]+)' -AllMatches | ForEach-Object { $_.Matches } | ForEach-Object { $_.Groups[1].Value })
     return @($found | Select-Object -Unique | Select-Object -First 8)
+}
+
+$ProbeHelpers = @('ConvertTo-ErrorInfo', 'Get-Milliseconds', 'Invoke-Captured', 'Connect-Tcp', 'ConvertTo-CertificateInfo')
+
+function New-ProbeSessionState {
+    # Runspaces start empty: give them the helper functions the probe script blocks call.
+    $state = [System.Management.Automation.Runspaces.InitialSessionState]::CreateDefault()
+    foreach ($name in $ProbeHelpers) {
+        $definition = (Get-Item -LiteralPath "function:$name").Definition
+        $state.Commands.Add((New-Object System.Management.Automation.Runspaces.SessionStateFunctionEntry -ArgumentList $name, $definition))
+    }
+    return $state
 }
 
 function Start-Probe {
@@ -400,7 +376,7 @@ function Invoke-NetworkProbes {
     $sections = @($Request.sections)
     $timeouts = $Request.timeouts
     $limit = $(if ($Request.concurrent) { 16 } else { 1 })
-    $pool = [RunspaceFactory]::CreateRunspacePool(1, $limit)
+    $pool = [RunspaceFactory]::CreateRunspacePool(1, $limit, (New-ProbeSessionState), $Host)
     $pool.Open()
     $jobs = New-Object System.Collections.ArrayList
     if ($sections -contains 'dns') {
@@ -457,7 +433,8 @@ function Invoke-AsSystem {
         "`$Errors = New-Object System.Collections.ArrayList"
         "`$ProbeDns = {$ProbeDns}", "`$ProbeTls = {$ProbeTls}", "`$ProbeProcess = {$ProbeProcess}"
         "`$ProbeHttp = {$ProbeHttp}", "`$ProbeProxy = {$ProbeProxy}"
-        "function ConvertTo-ErrorInfo {${function:ConvertTo-ErrorInfo}}"
+        "`$ProbeHelpers = @('$($ProbeHelpers -join "', '")')"
+        ($ProbeHelpers + @('New-ProbeSessionState') | ForEach-Object { "function $_ {$((Get-Item -LiteralPath "function:$_").Definition)}" })
         "function Start-Probe {${function:Start-Probe}}", "function Receive-Probe {${function:Receive-Probe}}"
         "function Get-ChainUrls {${function:Get-ChainUrls}}"
         "function Get-RootEvidence {${function:Get-RootEvidence}}"
