@@ -15,7 +15,6 @@ import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remediation as rem
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request
 
@@ -122,17 +121,6 @@ class ActionModule(TetraActionBase):
         return False
 
     # ---- helpers ----
-
-    def call(self, request: dict[str, t.Any]) -> dict[str, t.Any]:
-        self.calls += 1
-        return self.call_endpoint(request)[0]
-
-    @staticmethod
-    def facts(document: dict[str, t.Any]) -> dict[str, t.Any]:
-        try:
-            return parse_evidence(document)
-        except EvidenceError as exc:
-            raise RemoteError('The endpoint answered with something that is not evidence: %s' % exc) from None
 
     def elapsed(self, started: float) -> float:
         return round(self.clock.now() - started, 1)

@@ -22,7 +22,6 @@ from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remediation as rem
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request
 
@@ -235,16 +234,3 @@ class ActionModule(TetraActionBase):
         except (binascii.Error, ValueError, TypeError):
             raise ValueError('the chunk at offset %d is not valid base64' % offset) from None
         return dict(chunk, data=data)
-
-    # ---- helpers ----
-
-    def call(self, request: dict[str, t.Any]) -> dict[str, t.Any]:
-        self.calls += 1
-        return self.call_endpoint(request)[0]
-
-    @staticmethod
-    def facts(document: dict[str, t.Any]) -> dict[str, t.Any]:
-        try:
-            return parse_evidence(document)
-        except EvidenceError as exc:
-            raise RemoteError('The endpoint answered with something that is not evidence: %s' % exc) from None

@@ -61,6 +61,7 @@ class TetraActionBase(ActionBase):
     ACTION = 'collect'
     SECTIONS: tuple[str, ...] = ()
 
+    calls = 0
     TRANSFERS_FILES = False
     _requires_connection = True
     _supports_check_mode = True
@@ -85,11 +86,7 @@ class TetraActionBase(ActionBase):
         request = self.build_request(args)
         document, call = self.call_endpoint(request)
         evidence_path = self.store(args, task_vars, request, document)
-        try:
-            facts = parse_evidence(document)
-        except EvidenceError as exc:
-            raise RemoteError('The endpoint answered with something that is not evidence: %s' % exc) from None
-        result = self.build_result(args, facts, task_vars)
+        result = self.build_result(args, self.facts(document), task_vars)
         result['timings'] = {'endpoint_ms': document.get('duration_ms'), 'round_trip_ms': call.round_trip_ms, 'attempts': call.attempts}
         if evidence_path:
             result['evidence_path'] = evidence_path
@@ -101,6 +98,19 @@ class TetraActionBase(ActionBase):
     def call_endpoint(self, request: dict[str, t.Any]) -> tuple[dict[str, t.Any], EvidenceCall]:
         call = EvidenceCall(self._connection, request)
         return call.run(), call
+
+    def call(self, request: dict[str, t.Any]) -> dict[str, t.Any]:
+        """One endpoint call, counted in ``self.calls`` (modules that make several report it)."""
+        self.calls += 1
+        return self.call_endpoint(request)[0]
+
+    @staticmethod
+    def facts(document: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Parsed facts; a document that is not evidence is a failure of the call, quoting what came back."""
+        try:
+            return parse_evidence(document)
+        except EvidenceError as exc:
+            raise RemoteError('The endpoint answered with something that is not evidence: %s' % exc) from None
 
     def store(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], request: dict[str, t.Any], document: dict[str, t.Any],
               **extra: t.Any) -> str | None:
