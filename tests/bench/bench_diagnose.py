@@ -91,7 +91,7 @@ def bench_catalog(repeat: int, env: dict[str, str]) -> list[str]:
     rows = []
     with Lab(os.path.join(FLEETS, 'catalog.yml')) as lab:
         results: dict[str, list[float]] = {'one': [], 'four': [], 'cmd_one': [], 'cmd_four': [], 'conc': [], 'seq': []}
-        for _ in range(repeat):
+        for dummy in range(repeat):
             for concurrent, key in ((True, 'conc'), (False, 'seq')):
                 out = tempfile.mkdtemp()
                 before = len(lab.requests())

@@ -530,7 +530,7 @@ class EvidenceBuilder:
         if policy and policy.get('server'):
             return str(policy['server']), int(policy.get('port') or 8080), 'policy'
         if net['winhttp_proxy']:
-            server, _, port = str(net['winhttp_proxy']).partition(':')
+            server, dummy, port = str(net['winhttp_proxy']).partition(':')
             return server, int(port or 80), 'winhttp'
         return None
 

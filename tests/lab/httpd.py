@@ -173,7 +173,7 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
     def authenticate(self, body: bytes) -> bool:
         """True when the request may proceed; otherwise the 401 has been sent."""
         header = self.headers.get('Authorization') or ''
-        scheme, _, token = header.partition(' ')
+        scheme, dummy, token = header.partition(' ')
         if not header and self.user is not None and self.transport == 'ntlm':
             return True
         slow = float(self.server.state.scenario['faults']['slow_auth_s'] or 0)
@@ -188,7 +188,7 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
 
     def basic(self, token: str) -> bool:
         try:
-            name, _, password = base64.b64decode(token).decode('utf-8').partition(':')
+            name, dummy, password = base64.b64decode(token).decode('utf-8').partition(':')
         except (ValueError, UnicodeDecodeError):
             return self.reject()
         if not self.server.credentials.accepts(name, password):
@@ -279,7 +279,7 @@ class Acceptor:
 
     def loop(self) -> None:
         while self.running.is_set():
-            for key, _ in self.selector.select(0.2):
+            for key, dummy in self.selector.select(0.2):
                 t.cast(EndpointServer, key.data)._handle_request_noblock()  # pylint: disable=protected-access
 
     def stop(self) -> None:

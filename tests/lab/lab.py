@@ -75,7 +75,7 @@ def random_subnet(count: int, ports: tuple[int, ...] = (HTTP_PORT,)) -> str:
     """A 127.X.Y prefix whose addresses are free (parallel labs must not collide)."""
     blocks = 1 + (count - 1) // HOSTS_PER_BLOCK
     rng = random.SystemRandom()
-    for _ in range(200):
+    for dummy in range(200):
         subnet = '127.%d.%d' % (rng.randint(1, 254), rng.randint(0, 255 - blocks))
         if all(port_free(a, p) for a in addresses_for(subnet, count)[:3] for p in ports):
             return subnet

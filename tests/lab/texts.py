@@ -47,7 +47,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         'dns_timeout': "Il s'agit généralement d'une erreur temporaire qui se produit durant la résolution du nom d'hôte et qui signifie "
                        "que le serveur local n'a pas reçu de réponse d'un serveur faisant autorité",
         'server_failure': 'Hôte inconnu',
-        'refused': 'Aucune connexion n’a pu être établie car l’ordinateur cible l’a expressément refusée {address}:{port}',
+        'refused': 'Aucune connexion n\u2019a pu être établie car l\u2019ordinateur cible l\u2019a expressément refusée {address}:{port}',
         'web_timeout': "L'opération a expiré.",
         'web_refused': 'Impossible de se connecter au serveur distant',
         'sspi': "Un appel à SSPI a échoué, consultez l'exception interne.",
@@ -59,11 +59,11 @@ MESSAGES: dict[str, dict[str, str]] = {
                           "correct et réessayez.",
         'revocation_schannel': "La fonction de révocation n'a pas pu vérifier la révocation car le serveur de révocation était "
                                "hors connexion.",
-        'proxy_timeout': "Une tentative de connexion a échoué car le parti connecté n’a pas répondu convenablement au-delà d’une "
-                         "certaine durée ou une connexion établie a échoué car l’hôte de connexion n’a pas répondu {address}:{port}",
-        'aia': "[1]Accès aux informations de l’autorité: Méthode d’accès=Protocole de statut de certificat en ligne "
-               "(1.3.6.1.5.5.7.48.1), Autre nom:URL={ocsp}, [2]Accès aux informations de l’autorité: Méthode d’accès=Émetteur "
-               "d’autorité de certification (1.3.6.1.5.5.7.48.2), Autre nom:URL={issuer}",
+        'proxy_timeout': "Une tentative de connexion a échoué car le parti connecté n\u2019a pas répondu convenablement au-delà d\u2019une "
+                         "certaine durée ou une connexion établie a échoué car l\u2019hôte de connexion n\u2019a pas répondu {address}:{port}",
+        'aia': "[1]Accès aux informations de l\u2019autorité: Méthode d\u2019accès=Protocole de statut de certificat en ligne "
+               "(1.3.6.1.5.5.7.48.1), Autre nom:URL={ocsp}, [2]Accès aux informations de l\u2019autorité: Méthode d\u2019accès=Émetteur "
+               "d\u2019autorité de certification (1.3.6.1.5.5.7.48.2), Autre nom:URL={issuer}",
         'cdp': '[1]Point de distribution de la liste de révocation des certificats: Nom du point de distribution:Nom complet:URL={crl}',
         'netsh_direct': '\r\nParamètres du proxy WinHTTP actuels :\r\n\r\n    Accès direct (pas de serveur proxy).\r\n\r\n',
         'netsh_proxy': '\r\nParamètres du proxy WinHTTP actuels :\r\n\r\n    Serveur(s) proxy :  {proxy}\r\n'

@@ -55,7 +55,7 @@ def run(protocol: winrm.Protocol, line: str, stdin: bytes | None = None, chunk: 
     """One command the way Ansible runs it: stdin in chunks, End only on the last one."""
     shell = protocol.open_shell(codepage=65001)
     try:
-        command, _, arguments = line.partition(' ')
+        command, dummy, arguments = line.partition(' ')
         command_id = protocol.run_command(shell, command, arguments.split(' ') if arguments else [],
                                           console_mode_stdin=stdin is None)
         if stdin is not None:

@@ -64,7 +64,7 @@ def test_evidence_command_with_stdin_through_ansible_connection(tetra_lab: Lab) 
     loader = "$TetraScript = [Console]::In.ReadToEnd()\n. ([ScriptBlock]::Create($TetraScript))\n"
     script = ('# evidence script\n' * 30000).encode()
     line = command_line(request(sections=['files', 'posture']), loader) + '; If (-not $?) { exit 1 }'
-    rc, stdout, _ = connection.exec_command(line, in_data=script, sudoable=False)
+    rc, stdout, dummy = connection.exec_command(line, in_data=script, sudoable=False)
     connection.close()
     assert rc == 0 and json.loads(stdout)['files']['local_xml']['readable'] is True
     entry = tetra_lab.requests('healthy')[-1]

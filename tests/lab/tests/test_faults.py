@@ -40,19 +40,19 @@ def test_http_500_is_a_wsman_fault(faults: Lab) -> None:
 def test_reset_mid_receive_then_retry_succeeds(faults: Lab) -> None:
     with pytest.raises(requests.exceptions.ConnectionError):
         run(session(faults, 'flaky_reset'), command_line(request()))
-    out, _, rc = run(session(faults, 'flaky_reset'), command_line(request()))
+    out, dummy, rc = run(session(faults, 'flaky_reset'), command_line(request()))
     assert rc == 0 and json.loads(out)['format'] == 1
     assert faults.state('flaky_reset').counters['resets'] == 1
 
 
 def test_reset_every_time(faults: Lab) -> None:
-    for _ in range(2):
+    for dummy in range(2):
         with pytest.raises(requests.exceptions.ConnectionError):
             run(session(faults, 'always_reset', 'basic'), command_line(request()))
 
 
 def test_garbage_stdout(faults: Lab) -> None:
-    out, _, rc = run(session(faults, 'garbage_output'), command_line(request()))
+    out, dummy, rc = run(session(faults, 'garbage_output'), command_line(request()))
     assert rc == 0
     assert out.startswith(b'Windows PowerShell') and b'"format"' not in out
 
@@ -64,7 +64,7 @@ def test_clixml_noise_on_stderr(faults: Lab) -> None:
 
 
 def test_slow_authentication_still_authenticates(faults: Lab) -> None:
-    out, _, rc = run(session(faults, 'slow_auth'), 'hostname')
+    out, dummy, rc = run(session(faults, 'slow_auth'), 'hostname')
     assert (out, rc) == (b'SLOW-AUTH\r\n', 0)
 
 
@@ -77,9 +77,9 @@ def test_wrong_password_gets_401(faults: Lab) -> None:
 def test_hanging_command_is_signalled(faults: Lab) -> None:
     protocol = session(faults, 'hung', operation_timeout_sec=1, read_timeout_sec=3)
     shell = protocol.open_shell()
-    command, _, arguments = command_line(request()).partition(' ')
+    command, dummy, arguments = command_line(request()).partition(' ')
     command_id = protocol.run_command(shell, command, arguments.split(' '))
-    for _ in range(2):
+    for dummy in range(2):
         with pytest.raises(winrm.exceptions.WinRMOperationTimeoutError):
             protocol.get_command_output_raw(shell, command_id)
     protocol.cleanup_command(shell, command_id)

@@ -51,7 +51,7 @@ def test_stdin_chunks_are_buffered_until_end(tetra_lab: Lab) -> None:
 
 def test_nested_encoded_command_is_unwrapped(tetra_lab: Lab) -> None:
     inner = command_line(request(sections=['files']))
-    out, _, rc = run(session(tetra_lab, 'healthy'), 'PowerShell -NoProfile -EncodedCommand ' + encode('& ' + inner))
+    out, dummy, rc = run(session(tetra_lab, 'healthy'), 'PowerShell -NoProfile -EncodedCommand ' + encode('& ' + inner))
     assert rc == 0
     assert 'files' in json.loads(out)
 
@@ -75,7 +75,7 @@ def test_receive_raises_operation_timeout_while_running(tetra_lab_factory: objec
     lab = tetra_lab_factory('faults')  # type: ignore[operator]
     protocol = session(lab, 'hung', operation_timeout_sec=1, read_timeout_sec=3)
     shell = protocol.open_shell()
-    command, _, arguments = command_line(request()).partition(' ')
+    command, dummy, arguments = command_line(request()).partition(' ')
     command_id = protocol.run_command(shell, command, arguments.split(' '))
     with pytest.raises(WinRMOperationTimeoutError):
         protocol.get_command_output_raw(shell, command_id)

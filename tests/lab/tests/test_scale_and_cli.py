@@ -27,7 +27,7 @@ def test_fifty_concurrent_connections_on_500_endpoints(tetra_lab_factory: t.Any)
     hosts = list(lab.hosts)[::10]
 
     def one(host: str) -> int:
-        out, _, rc = run(session(lab, host, 'ntlm'), command_line(request(sections=['install', 'files', 'dns'])))
+        out, dummy, rc = run(session(lab, host, 'ntlm'), command_line(request(sections=['install', 'files', 'dns'])))
         assert json.loads(out)['format'] == 1
         return rc
 
@@ -50,7 +50,7 @@ def test_serve_command_writes_inventory_and_stops_on_sigterm(tmp_path: t.Any) ->
         parser = configparser.ConfigParser(allow_no_value=True, delimiters=('=',))
         parser.read(inventory)
         assert parser.get('windows:vars', 'ansible_connection') == 'winrm'
-        out, _, rc = run(session_for(subnet), 'hostname')
+        out, dummy, rc = run(session_for(subnet), 'hostname')
         assert (out, rc) == (b'HEALTHY\r\n', 0)
     finally:
         proc.send_signal(signal.SIGTERM)
