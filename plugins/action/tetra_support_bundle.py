@@ -33,6 +33,7 @@ ARGUMENT_SPEC: dict[str, t.Any] = {
     'max_wait': {'type': 'int', 'default': 3600},
     'deadline': {'type': 'int', 'default': 600},
     'chunk_size': {'type': 'int', 'default': 1048576},
+    'remove_remote': {'type': 'bool', 'default': True},
 }
 PREFLIGHT_SECTIONS = ('install', 'files')
 READ_DEADLINE_S = 60
@@ -93,6 +94,7 @@ class ActionModule(TetraActionBase):
         times: dict[str, t.Any] = {'started': rem.utc_now()}
         start, finish = self.start_wait_finish(request, wait_s, times)
         files = self.transfer(finish, folder, args['chunk_size'])
+        remote = self.remove_remote(work_dir) if args['remove_remote'] else {'removed': False, 'error': None}
         times['finished'] = rem.utc_now()
         cleanup = self.cleanup_state(args['capture'], start, finish)
         document = rem.manifest(host, (facts.get('host') or {}).get('computer_name'), work_dir, files, times, {
@@ -103,7 +105,7 @@ class ActionModule(TetraActionBase):
             json.dump(document, handle, indent=1, sort_keys=True)
         os.replace(manifest_path + '.tmp', manifest_path)
         result = dict(plan, changed=True, refused=None, calls=self.calls, files=document['files'], manifest=manifest_path, times=times,
-                      cleanup=cleanup, support_start=start, support_finish=finish,
+                      cleanup=cleanup, support_start=start, support_finish=finish, remote_removed=remote['removed'],
                       msg='Support bundle of %s: %d file(s) in %s' % (host, len(files), folder))
         warnings = []
         if not files:
@@ -114,9 +116,22 @@ class ActionModule(TetraActionBase):
                             % cleanup['debug_logging_exit_code'])
         if not cleanup['capture_stopped']:
             warnings.append('Stopping the %s capture did not confirm (exit code %s)' % (args['capture'], cleanup['capture_exit_code']))
+        if remote['error']:
+            warnings.append('The work folder %s stays on the endpoint: %s' % (work_dir, remote['error']))
         if warnings:
             result['warnings'] = warnings
         return result
+
+    def remove_remote(self, work_dir: str) -> dict[str, t.Any]:
+        """Delete the endpoint's work folder once every file arrived intact; a failure is a warning, the bundle is safe."""
+        try:
+            document = self.call(dict(build_request('support_cleanup', (), {}), work_dir=work_dir))
+        except RemoteError as exc:
+            return {'removed': False, 'error': exc.result.get('msg')}
+        support = document.get('support') or {}
+        if not support.get('removed'):
+            return {'removed': False, 'error': 'the endpoint did not remove it (%s)' % (document.get('errors') or 'no answer')}
+        return {'removed': True, 'error': None}
 
     # ---- start, wait, finish: finish always runs once start was sent ----
 

@@ -62,10 +62,15 @@ options:
     description: Bytes per C(read_file) call when copying files to the controller (4096 to 4194304).
     type: int
     default: 1048576
+  remove_remote:
+    description:
+      - Delete the work folder on the endpoint once every file reached the controller with a matching size and sha256.
+      - The endpoint script only deletes folders under C(C:\\Windows\\Temp\\tetra-support-*).
+    type: bool
+    default: true
 notes:
   - The commands it runs on the endpoint are listed in C(docs/endpoint-commands.md) for EDR/SOC allow-listing.
   - Debug logging also turns itself off at the next policy update.
-  - The work folder on the endpoint is left in place (it holds the bundle); delete it when the case is closed.
 attributes:
   check_mode:
     support: full
@@ -136,6 +141,11 @@ commands:
   returned: unless refused
   type: list
   elements: str
+remote_removed:
+  description: Whether the endpoint's work folder was deleted after the transfer (false with O(remove_remote=false)).
+  returned: when the bundle was collected
+  type: bool
+  sample: true
 cleanup:
   description: Whether debug logging and the capture were stopped, with the exit codes of the stop commands.
   returned: success

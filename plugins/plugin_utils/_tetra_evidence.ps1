@@ -528,14 +528,28 @@ function Stop-Capture {
     return [ordered]@{ tool = $Request.capture; exit_code = $run.exit_code; output = $run.stdout }
 }
 
+function Assert-SupportPath {
+    param([string]$Path)
+    # Only the collection's own support folders may be read back or removed.
+    $full = [IO.Path]::GetFullPath($Path)
+    $prefix = Join-Path (Join-Path $env:SystemRoot 'Temp') 'tetra-support-'
+    if (-not $full.StartsWith($prefix, [StringComparison]::OrdinalIgnoreCase)) {
+        throw (New-Object System.UnauthorizedAccessException("only paths under $prefix* are allowed"))
+    }
+    return $full
+}
+
+function Remove-SupportFolder {
+    param($Request)
+    $folder = Assert-SupportPath $Request.work_dir
+    $existed = Test-Path -LiteralPath $folder
+    if ($existed) { Remove-Item -LiteralPath $folder -Recurse -Force }
+    return [ordered]@{ work_dir = $folder; existed = $existed; removed = -not (Test-Path -LiteralPath $folder) }
+}
+
 function Read-FileChunk {
     param($Request)
-    # Only the collection's own support folders can be read back, 4 MB at a time.
-    $root = Join-Path $env:SystemRoot 'Temp'
-    $full = [IO.Path]::GetFullPath([string]$Request.path)
-    if (-not $full.StartsWith((Join-Path $root 'tetra-support-'), [StringComparison]::OrdinalIgnoreCase)) {
-        throw (New-Object System.UnauthorizedAccessException('read_file only reads files under ' + (Join-Path $root 'tetra-support-*')))
-    }
+    $full = Assert-SupportPath $Request.path
     $stream = [IO.File]::Open($full, 'Open', 'Read', 'ReadWrite')
     try {
         $want = [Math]::Min([long]$Request.length, 4194304)
@@ -578,6 +592,8 @@ try {
     $Document.host = Get-HostEvidence
     if ($Request.action -eq 'read_file') {
         $Document.file = Read-FileChunk $Request
+    } elseif ($Request.action -eq 'support_cleanup') {
+        $Document.support = Remove-SupportFolder $Request
     } else {
         $Install = Get-InstallEvidence
         $Folder = Get-ActiveFolder $Install

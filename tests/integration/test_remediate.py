@@ -163,7 +163,8 @@ def test_collect_support_returns_a_bundle_with_a_manifest(catalog_lab, ansible_e
     state = catalog_lab.state('revocation_blocked').snapshot()
     assert state['debug_logging'] is False and state['capture_running'] is False
     actions = [e['action'] for e in catalog_lab.requests(host='revocation_blocked')]
-    assert actions.index('support_start') < actions.index('support_finish') < actions.index('read_file')
+    assert actions.index('support_start') < actions.index('support_finish') < actions.index('read_file') < actions.index('support_cleanup')
+    assert not [name for name in state['files'] if 'tetra-support-' in name], 'the work folder was left on the endpoint'
 
 
 def test_collect_support_check_mode_runs_nothing(catalog_lab, ansible_env, run_playbook, tmp_path):

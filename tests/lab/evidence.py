@@ -25,6 +25,7 @@ from . import texts
 from .scenario import EndpointState, deep_merge
 
 NETWORK_SECTIONS = ('dns', 'tls', 'curl', 'http', 'roots', 'proxy')
+SUPPORT_PREFIX = 'C:\\Windows\\Temp\\tetra-support-'
 KNOWN_ROOTS = {
     'DF717EAA4AD94EC9558499602D48DE5FBCF03A25': 'CN=IdenTrust Commercial Root CA 1, O=IdenTrust, C=US',
     'A8985D3A65E5E5C4B2D7D66D40C6DD2FB19C5436': 'CN=DigiCert Global Root CA, OU=www.digicert.com, O=DigiCert Inc, C=US',
@@ -85,6 +86,8 @@ class EvidenceBuilder:
         self.spend(35)
         if action == 'read_file':
             self.read_file(doc)
+        elif action == 'support_cleanup':
+            self.support_cleanup(doc)
         else:
             if 'install' in self.sections:
                 doc['install'] = self.install()
@@ -227,12 +230,28 @@ class EvidenceBuilder:
             self.state.files.update(files)
         return files
 
+    def support_path_allowed(self, path: str) -> bool:
+        """The endpoint script reads back and removes only its own support folders."""
+        if path.lower().startswith(SUPPORT_PREFIX.lower()):
+            return True
+        self.add_error('script', error('System.UnauthorizedAccessException', -2147024891, 'only paths under %s* are allowed' % SUPPORT_PREFIX))
+        return False
+
+    def support_cleanup(self, doc: dict[str, t.Any]) -> None:
+        folder = str(self.request.get('work_dir') or '')
+        if not self.support_path_allowed(folder):
+            return
+        with self.state.lock:
+            names = [name for name in self.state.files if name.lower().startswith(folder.lower() + '\\')]
+            for name in names:
+                del self.state.files[name]
+        self.spend(30 + 5 * len(names))
+        doc['support'] = {'work_dir': folder, 'existed': bool(names), 'removed': True}
+
     def read_file(self, doc: dict[str, t.Any]) -> None:
         path = str(self.request.get('path') or '')
-        # The endpoint script reads back only its own support folders, at most 4 MB per call.
-        if not path.lower().startswith('c:\\windows\\temp\\tetra-support-'):
-            self.add_error('script', error('System.UnauthorizedAccessException', -2147024891,
-                                           'read_file only reads files under C:\\Windows\\Temp\\tetra-support-*'))
+        # At most 4 MB per call, like the endpoint script.
+        if not self.support_path_allowed(path):
             return
         data = self.lookup_file(path)
         if data is None:

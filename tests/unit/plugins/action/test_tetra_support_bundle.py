@@ -103,6 +103,12 @@ class FakeEndpoint:
                             'capture': {'tool': request['capture'], 'exit_code': 0 if request['capture'] != 'none' else None},
                             'debug_logging': {'exit_code': 0}, 'files': listed}}
 
+    def support_cleanup(self, request):
+        prefix = request['work_dir'] + '\\'
+        existed = any(name.startswith(prefix) for name in self.files)
+        self.files = {name: data for name, data in self.files.items() if not name.startswith(prefix)}
+        return {'support': {'work_dir': request['work_dir'], 'existed': existed, 'removed': True}}
+
     def read_file(self, request):
         data = self.files[request['path']]
         offset, length = request['offset'], request['length']
@@ -168,6 +174,23 @@ def test_full_run_brings_verified_files_and_a_manifest(tmp_path, clock):
     assert result['cleanup']['debug_logging_stopped'] and result['cleanup']['capture_stopped']
     assert endpoint.debug_logging is False and endpoint.capture_running is False
     assert result['changed'] is True and result['manifest'] == str(folder / 'manifest.json')
+    assert endpoint.actions[-1] == 'support_cleanup' and endpoint.requests[-1]['work_dir'] == start['work_dir']
+    assert endpoint.files == {} and result['remote_removed'] is True and 'warnings' not in result
+
+
+def test_remote_folder_is_kept_when_asked(tmp_path):
+    endpoint = FakeEndpoint()
+    result = run(endpoint, {'dest': str(tmp_path), 'wait': 0, 'remove_remote': False})
+    assert 'support_cleanup' not in endpoint.actions and endpoint.files
+    assert result['remote_removed'] is False and not result.get('failed')
+
+
+def test_a_failed_remote_cleanup_is_a_warning_and_the_bundle_is_kept(tmp_path):
+    endpoint = FakeEndpoint(fail={'support_cleanup': AnsibleConnectionFailure('Connection reset by peer')})
+    result = run(endpoint, {'dest': str(tmp_path), 'wait': 0})
+    assert not result.get('failed') and result['remote_removed'] is False
+    assert any('stays on the endpoint' in w for w in result['warnings'])
+    assert (tmp_path / 'ep-1' / 'CiscoAMP_Support_Tool_2026_09_21.zip').read_bytes() == endpoint.bundle
 
 
 def test_finish_runs_even_when_the_wait_raises(tmp_path, monkeypatch):
