@@ -77,9 +77,10 @@ def _lasterror_is(code: int) -> Check:
     return check
 
 
-def _version_tuple(text: str | None) -> tuple[int, ...] | None:
+def version_tuple(text: t.Any) -> tuple[int, ...] | None:
+    """'8.1.7.21417' -> (8, 1, 7, 21417); None when it does not start with a number."""
     parts = []
-    for piece in str(text or '').split('.'):
+    for piece in str(text or '').strip().split('.'):
         if not piece.isdigit():
             break
         parts.append(int(piece))
@@ -260,7 +261,7 @@ def check_context_fallback(facts: Facts) -> list[str] | None:
 
 
 def check_too_old(facts: Facts) -> list[str] | None:
-    version = _version_tuple((facts.get('install') or {}).get('connector_version'))
+    version = version_tuple((facts.get('install') or {}).get('connector_version'))
     if version is None or version >= FORCEUPDATE_MIN_VERSION:
         return None
     return ['connector %s is older than 7.2.7: sfc.exe -forceupdate does not exist' % '.'.join(map(str, version))]

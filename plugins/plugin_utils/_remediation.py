@@ -20,7 +20,7 @@ import time
 import typing as t
 import uuid
 
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import FORCEUPDATE_MIN_VERSION
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import FORCEUPDATE_MIN_VERSION, version_tuple
 
 Facts = t.Dict[str, t.Any]
 
@@ -62,16 +62,6 @@ class Clock:
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
-
-
-def version_tuple(text: t.Any) -> tuple[int, ...] | None:
-    """'8.1.7.21417' -> (8, 1, 7, 21417); None when it does not start with a number."""
-    parts = []
-    for piece in str(text or '').strip().split('.'):
-        if not piece.isdigit():
-            break
-        parts.append(int(piece))
-    return tuple(parts) or None
 
 
 def connector_version(facts: Facts) -> str | None:
