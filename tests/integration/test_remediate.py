@@ -177,20 +177,15 @@ def test_collect_support_check_mode_runs_nothing(catalog_lab, ansible_env, run_p
     assert not os.path.exists(str(tmp_path / 'plan' / 'firewall_blocked'))
 
 
-def test_debug_logging_and_capture_stop_after_a_failure_in_the_middle(catalog_lab, ansible_env, run_playbook, tmp_path, monkeypatch):
-    """The endpoint ran support_start but its answer is lost (garbage on stdout): the task fails, finish still runs."""
-    from tests.lab import commands  # pylint: disable=import-outside-toplevel
-    original = commands.CommandRunner.run_request
-
-    def lose_support_start(self: t.Any, script: str, request: dict[str, t.Any], stdin: bytes) -> t.Any:
-        execution = original(self, script, request, stdin)
-        if request.get('action') == 'support_start' and self.state.spec.name == 'tls_interception':
-            execution.stdout = b'\r\nThe pipeline has been stopped.\r\n'
-        return execution
-
-    monkeypatch.setattr(commands.CommandRunner, 'run_request', lose_support_start)
-    done = run_playbook(['-i', catalog_lab.inventory_path, COLLECT, '-l', 'tls_interception', '-e', 'tetra_support_wait=1',
-                         '-e', 'tetra_support_dest=%s' % (tmp_path / 'broken')], ansible_env, 'collect-support-fault.log')
+def test_debug_logging_and_capture_stop_after_a_failure_in_the_middle(catalog_lab, ansible_env, run_playbook, tmp_path):
+    """The endpoint ran support_start but its answer is lost (the lab's lose_answer fault): the task fails, finish still runs."""
+    faults = catalog_lab.state('tls_interception').scenario['faults']
+    faults['lose_answer'] = {'action': 'support_start'}
+    try:
+        done = run_playbook(['-i', catalog_lab.inventory_path, COLLECT, '-l', 'tls_interception', '-e', 'tetra_support_wait=1',
+                             '-e', 'tetra_support_dest=%s' % (tmp_path / 'broken')], ansible_env, 'collect-support-fault.log')
+    finally:
+        faults['lose_answer'] = None
     assert done.returncode != 0
     assert recap(done.stdout)['tls_interception']['failed'] == 1
     assert 'support_finish ran' in done.stdout

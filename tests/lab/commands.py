@@ -116,6 +116,10 @@ class CommandRunner:
         built = EvidenceBuilder(self.state, request, self.user, now).build()
         faults = self.state.scenario['faults']
         stdout = faults['garbage_stdout'] if faults['garbage_stdout'] else ps_json(built.document)
+        lost = faults.get('lose_answer') or {}
+        if lost.get('action') == request.get('action'):
+            # The endpoint did the work (the state above changed) but the client gets no document back.
+            stdout = str(lost.get('stdout', '\r\nThe pipeline has been stopped.\r\n'))
         stderr = texts.clixml_progress() if faults['clixml_stderr'] else ''
         seconds = self.startup_s() + built.duration_ms / 1000
         after = None if built.forceupdate_at_ms is None else self.startup_s() + built.forceupdate_at_ms / 1000
