@@ -3,9 +3,9 @@
 
 """Run the shipped evidence script on an endpoint in one command and return its JSON document.
 
-Transport-portable in the way ansible.windows' ``_reboot.py`` is: the command is a complete
-``PowerShell ... -EncodedCommand`` line given to ``connection.exec_command``, which the winrm, psrp
-and ssh connection plugins all pass through unchanged. Request values travel only as base64 JSON.
+Transport-portable: the command is the PowerShell shell plugin's own encoded-command form, given to
+``connection.exec_command``; winrm and ssh pass it to powershell.exe as it is and psrp decodes it into
+its runspace. The request (base64 JSON) and the script travel on stdin, read through ``$input``.
 """
 
 from __future__ import annotations
@@ -20,19 +20,26 @@ import typing as t
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.shell.powershell import ShellModule as PowerShellShell
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import decode_text
 
 EVIDENCE_FORMAT = 1
 SCRIPT_NAME = '_tetra_evidence.ps1'
 
-# CreateProcess takes 32,767 characters; base64 of UTF-16LE is 2.67x the script text.
-_INLINE_SCRIPT_LIMIT = 12000
-_POWERSHELL = 'PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand '
-_EXIT_ON_ERROR = '; If (-not $?) { If (Get-Variable LASTEXITCODE -ErrorAction SilentlyContinue) { exit $LASTEXITCODE } Else { exit 1 } }'
-_PRELUDE = "$ErrorActionPreference = 'Stop'\n$ProgressPreference = 'SilentlyContinue'\n"
-# Read the real script from stdin when it is too large for the command line.
-_STDIN_LOADER = "$TetraScript = [Console]::In.ReadToEnd()\n. ([ScriptBlock]::Create($TetraScript))\n"
+# The encoded command is only this bootstrap: the request (base64 JSON, first line) and the shipped
+# script (the other lines) arrive on stdin, which every transport delivers to the script as $input:
+# winrm and ssh as powershell.exe's redirected standard input, psrp as pipeline input lines. This
+# is how ansible-core's own bootstrap_wrapper.ps1 reads its payload. The command line is therefore
+# the same for every request, far below cmd.exe's 8,191 characters (ssh) and CreateProcess' 32,767.
+BOOTSTRAP = (
+    "$ErrorActionPreference = 'Stop'\n"
+    "$ProgressPreference = 'SilentlyContinue'\n"
+    "$TetraLines = @($input)\n"
+    "$TetraRequest = [string]$TetraLines[0]\n"
+    "$TetraScript = ($TetraLines | Select-Object -Skip 1) -join \"`n\"\n"
+    ". ([ScriptBlock]::Create($TetraScript))\n"
+)
 # Seconds the controller waits beyond the endpoint's own deadline before giving up on the call.
 _GRACE_S = 30
 _QUOTE_LIMIT = 400
@@ -66,15 +73,25 @@ def encode_request(request: dict[str, t.Any]) -> str:
     return base64.b64encode(payload).decode('ascii')
 
 
-def build_command(script: str, request: dict[str, t.Any]) -> tuple[str, bytes | None]:
-    """Return the one command line and the stdin bytes (None when the script fits inline)."""
-    data_line = "$TetraRequest = '%s'\n" % encode_request(request)
-    if len(script) <= _INLINE_SCRIPT_LIMIT:
-        bootstrap, stdin = _PRELUDE + data_line + script, None
-    else:
-        bootstrap, stdin = _PRELUDE + data_line + _STDIN_LOADER, script.encode('utf-8')
-    encoded = base64.b64encode(bootstrap.encode('utf-16-le')).decode('ascii')
-    return _POWERSHELL + encoded + _EXIT_ON_ERROR, stdin
+def powershell_shell(connection: t.Any = None) -> t.Any:
+    """The connection's PowerShell shell plugin, or ansible-core's own when the connection has another shell."""
+    shell = getattr(connection, '_shell', None)
+    if shell is not None and hasattr(shell, '_encode_script'):
+        return shell
+    return PowerShellShell()
+
+
+def build_command(script: str, request: dict[str, t.Any], shell: t.Any = None) -> tuple[str, bytes]:
+    """Return the one command line and its stdin: the request line, then the script.
+
+    The command line is exactly what the shell plugin produces for an encoded script with exit-code
+    propagation: ``PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand
+    <base64>`` with nothing after the base64, which winrm passes as it is and psrp decodes.
+    """
+    shell = shell if shell is not None else powershell_shell()
+    command = shell._encode_script(BOOTSTRAP, as_list=False, strict_mode=False, preserve_rc=True)  # pylint: disable=protected-access
+    stdin = encode_request(request) + '\n' + script.replace('\r\n', '\n')
+    return command, stdin.encode('utf-8')
 
 
 def quote_output(data: bytes | str | None, limit: int = _QUOTE_LIMIT) -> str:
@@ -134,7 +151,7 @@ class EvidenceCall:
 
     def run(self) -> dict[str, t.Any]:
         """Execute with one retry on a transport reset; return the evidence document."""
-        command, stdin = build_command(self.script, self.request)
+        command, stdin = build_command(self.script, self.request, powershell_shell(self.connection))
         started = time.monotonic()
         try:
             rc, stdout, stderr = self._exec_with_retry(command, stdin)
@@ -142,7 +159,7 @@ class EvidenceCall:
             self.round_trip_ms = int((time.monotonic() - started) * 1000)
         return parse_document(rc, stdout, stderr)
 
-    def _exec_with_retry(self, command: str, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+    def _exec_with_retry(self, command: str, stdin: bytes) -> tuple[int, bytes, bytes]:
         for attempt in (1, 2):
             self.attempts = attempt
             try:
@@ -155,7 +172,7 @@ class EvidenceCall:
                 raise RemoteError(self._unreachable_message(kind, exc), unreachable=True) from None
         raise AssertionError('unreachable')  # pragma: no cover
 
-    def _exec_within_budget(self, command: str, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+    def _exec_within_budget(self, command: str, stdin: bytes) -> tuple[int, bytes, bytes]:
         """exec_command in a thread so a hung transport cannot hold the task forever."""
         outcome: dict[str, t.Any] = {}
 

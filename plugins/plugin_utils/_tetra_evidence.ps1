@@ -4,7 +4,7 @@
 # Evidence collector for secure_endpoint.tetra, evidence format 1 (docs/evidence.md).
 # Windows PowerShell 5.1. It gathers raw evidence and decides nothing: every value is
 # interpreted on the controller. The request arrives as base64 JSON in $TetraRequest.
-# Output: exactly one JSON document on stdout.
+# Output: exactly one JSON document, as one string on the pipeline.
 
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
@@ -634,4 +634,8 @@ try {
 }
 $Document.errors = $Errors
 $Document.duration_ms = Get-Milliseconds $Clock
-[Console]::Out.Write(($Document | ConvertTo-Json -Depth 8 -Compress))
+# One string on the pipeline: powershell.exe writes it to stdout (winrm, ssh), psrp returns it as
+# output. Non-ASCII escaped as \uXXXX because 5.1's ConvertTo-Json leaves it raw and the console
+# code page would garble it.
+$Json = $Document | ConvertTo-Json -Depth 8 -Compress
+[regex]::Replace($Json, '[^\x00-\x7F]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })

@@ -1,12 +1,15 @@
 # Copyright: Contributors to the secure_endpoint.tetra collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""What an endpoint does with one WinRS command: decode it, find the request, answer like Windows.
+"""What an endpoint does with one command: read it as Windows would, find the request, answer like Windows.
 
-The lab reads only the contract (docs/evidence.md): a PowerShell -EncodedCommand whose text holds one
-`$TetraRequest = '<base64 JSON>'` line, with the script inline or on stdin. Anything else is treated
-as an ordinary command line, of which only a handful are understood; the rest fail as PowerShell or
-cmd.exe would.
+A WinRS command line is split like CommandLineToArgvW and checked against powershell.exe 5.1's
+parameter rules (tests/lab/windows.py); a call Windows would reject gets powershell.exe's answer.
+The decoded script is read only through the contract (docs/evidence.md): the collection's bootstrap
+takes the request and the script from ``$input`` (stdin lines for powershell.exe, pipeline input for
+psrp); a ``$TetraRequest = '<base64 JSON>'`` line inline is also understood. ``[Console]::In`` reads
+nothing and ``[Console]::Out`` output is lost, as in a psrp runspace: the lab refuses what is not
+certain to work on every transport.
 """
 
 from __future__ import annotations
@@ -20,15 +23,27 @@ import re
 import time
 import typing as t
 
-from . import texts
+from . import texts, windows
 from .evidence import EvidenceBuilder, ps_json
 from .scenario import EndpointState
 
 DATA_LINE = re.compile(r"^\s*\$TetraRequest\s*=\s*'([A-Za-z0-9+/=]*)'\s*$", re.M)
-ENCODED = re.compile(r"(?:^|\s)-(?:EncodedCommand|enc|ec|e)\s+([A-Za-z0-9+/=]+)", re.I)
-POWERSHELL = re.compile(r"(?:^|[\s&'\"\\])(?:powershell|pwsh)(?:\.exe)?(?:\s|$)", re.I)
 PRELUDE = re.compile(r"^\s*\$(?:ErrorActionPreference|ProgressPreference)\s*=.*$", re.M)
-STDIN_LOADER = '[Console]::In.ReadToEnd()'
+# The statements of the collection's stdin bootstrap, each of which the lab "runs".
+INPUT_LINES = re.compile(r"^\s*\$TetraLines\s*=\s*@\(\$input\)\s*$", re.M | re.I)
+REQUEST_FROM_INPUT = re.compile(r"^\s*\$TetraRequest\s*=\s*\[string\]\$TetraLines\[0\]\s*$", re.M | re.I)
+SCRIPT_FROM_INPUT = re.compile(r'^\s*\$TetraScript\s*=\s*\(\$TetraLines\s*\|\s*Select-Object\s+-Skip\s+1\)\s*-join\s*"`n"\s*$',
+                               re.M | re.I)
+RUN_SCRIPT = re.compile(r"^\s*\.\s*\(\[ScriptBlock\]::Create\(\$TetraScript\)\)\s*$", re.M | re.I)
+CONSOLE_IN = re.compile(r"\[(?:System\.)?Console\]::(?:In\b|Read|OpenStandardInput)", re.I)
+CONSOLE_OUT = re.compile(r"\[(?:System\.)?Console\]::(?:Out|Write|WriteLine|OpenStandardOutput)", re.I)
+# A script that is one powershell.exe call with bare-word arguments (ansible-core 2.18's winrm wraps
+# every command line in -EncodedCommand once more): PowerShell passes bare words to the native
+# program as they are, and the child inherits the outer process' standard input.
+NESTED_POWERSHELL = re.compile(r"^\s*(?:&\s*)?(powershell(?:\.exe)?)((?:[ \t]+[^\s;'\"`$&|(){}@<>,#]+)+)\s*$", re.I)
+# ansible-core's exit-code propagation, appended inside the encoded text.
+PRESERVE_RC = re.compile(r"^If \(-not \$\?\) \{ If \(Get-Variable LASTEXITCODE -ErrorAction SilentlyContinue\) "
+                         r"\{ exit \$LASTEXITCODE \} Else \{ exit 1 \} \}$", re.M)
 
 
 @dataclasses.dataclass
@@ -45,29 +60,10 @@ class Execution:
     forceupdate_after_s: float | None = None
 
 
-def decode_powershell(command_line: str, depth: int = 4) -> str | None:
-    """The script of a `PowerShell ... -EncodedCommand` line, unwrapping nested encodings."""
-    match = ENCODED.search(command_line)
-    if not match or not POWERSHELL.search(command_line):
-        return None
+def decode_request(encoded: str) -> tuple[dict[str, t.Any] | None, str | None]:
+    """(request, None), or (None, error text) when the base64 JSON does not decode as the script would."""
     try:
-        text = base64.b64decode(match.group(1) + '=' * (-len(match.group(1)) % 4)).decode('utf-16-le')
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    if depth > 0 and ENCODED.search(text) and POWERSHELL.search(text):
-        inner = decode_powershell(text, depth - 1)
-        if inner is not None:
-            return inner
-    return text
-
-
-def find_request(script: str) -> tuple[dict[str, t.Any] | None, str | None]:
-    """(request, None), (None, error text) when the data line does not decode, or (None, None) when there is none."""
-    lines = DATA_LINE.findall(script)
-    if not lines:
-        return None, None
-    try:
-        request = json.loads(base64.b64decode(lines[0]).decode('utf-8'))
+        request = json.loads(base64.b64decode(encoded, validate=True).decode('utf-8'))
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         return None, 'ConvertFrom-Json : Invalid JSON primitive: %s' % str(exc)[:40]
     if not isinstance(request, dict):
@@ -75,12 +71,50 @@ def find_request(script: str) -> tuple[dict[str, t.Any] | None, str | None]:
     return request, None
 
 
-def script_body(script: str, stdin: bytes) -> str:
-    """The code beside the data line: inline, or the stdin text when the bootstrap loads it from there."""
-    body = PRELUDE.sub('', DATA_LINE.sub('', script)).strip()
-    if STDIN_LOADER in body:
-        return stdin.decode('utf-8', 'replace').strip()
-    return body
+@dataclasses.dataclass
+class ScriptRun:
+    """What a decoded script does with its input: the request it finds and the code it runs."""
+
+    request: dict[str, t.Any] | None
+    problem: str | None
+    body: str
+    console_output: bool
+
+
+def read_script(script: str, input_lines: list[str]) -> ScriptRun | None:
+    """How the script gets its request and code; None when it is not a request of the collection."""
+    if INPUT_LINES.search(script):
+        complete = REQUEST_FROM_INPUT.search(script) and SCRIPT_FROM_INPUT.search(script) and RUN_SCRIPT.search(script)
+        if not complete:
+            return ScriptRun(None, 'The bootstrap reads $input but does not run it as the collection\'s bootstrap does', '', False)
+        if not input_lines:
+            return ScriptRun(None, 'ConvertFrom-Json : Cannot bind argument to parameter \'InputObject\' because it is null.', '', False)
+        request, problem = decode_request(input_lines[0].strip())
+        body = '\n'.join(input_lines[1:])
+        return ScriptRun(request, problem, body, bool(CONSOLE_OUT.search(body)))
+    lines = DATA_LINE.findall(script)
+    if not lines:
+        return None
+    request, problem = decode_request(lines[0])
+    body = PRESERVE_RC.sub('', PRELUDE.sub('', DATA_LINE.sub('', script))).strip()
+    if CONSOLE_IN.search(body):
+        body = ''  # a loader reading [Console]::In gets nothing to run (psrp has no console)
+    return ScriptRun(request, problem, body, bool(CONSOLE_OUT.search(body)))
+
+
+def ascii_escaped(text: str) -> str:
+    """The script's last step: every non-ASCII UTF-16 code unit written as \\uXXXX."""
+    def escape(match: re.Match[str]) -> str:
+        units = match.group(0).encode('utf-16-le')
+        return ''.join('\\u%04x' % int.from_bytes(units[i:i + 2], 'little') for i in range(0, len(units), 2))
+    return re.sub(r'[^\x00-\x7f]', escape, text)
+
+
+def input_lines_of(stdin: bytes) -> list[str]:
+    """powershell.exe's $input over redirected stdin: one string per line, without the line ends."""
+    if not stdin:
+        return []
+    return stdin.decode('utf-8', 'replace').splitlines()
 
 
 class CommandRunner:
@@ -96,26 +130,48 @@ class CommandRunner:
         return random.Random('%s-%d' % (self.state.spec.name, self.state.counters['commands'])).uniform(float(low), float(high))
 
     def run(self, command: str, arguments: list[str], stdin: bytes) -> Execution:
+        """A WinRS command: Command + Arguments read as CreateProcess and powershell.exe read them."""
         self.state.count('commands')
-        line = ' '.join([command] + arguments)
-        script = decode_powershell(line)
-        if script is None:
-            return self.run_plain(line)
-        request, problem = find_request(script)
-        if problem:
-            return self.powershell_error(script, problem, 'InvalidOperation', 'System.ArgumentException')
-        if request is None:
-            return self.run_raw_powershell(script)
-        return self.run_request(script, request, stdin)
+        try:
+            argv = windows.parse_winrs_command(command, arguments)
+        except windows.CommandLineError as exc:
+            return Execution(b'', exc.message.encode('utf-8'), exc.exit_code, 0.02, ' '.join([command] + arguments))
+        if not windows.is_powershell(argv[0]):
+            return self.run_plain(' '.join(argv))
+        try:
+            launch = windows.parse_powershell_argv(argv)
+        except windows.CommandLineError as exc:
+            return Execution(b'', (exc.message + '\r\n').encode('utf-8'), exc.exit_code, self.startup_s(), ' '.join(argv))
+        return self.run_script(launch.script, input_lines_of(stdin))
 
-    def run_request(self, script: str, request: dict[str, t.Any], stdin: bytes) -> Execution:
-        if not script_body(script, stdin):
+    def run_script(self, script: str, input_lines: list[str], depth: int = 0) -> Execution:
+        """A PowerShell script with its input lines: from powershell.exe (winrm, ssh) or a psrp pipeline."""
+        nested = NESTED_POWERSHELL.match(script)
+        if nested and depth < 3:
+            try:
+                launch = windows.parse_powershell_argv([nested.group(1)] + nested.group(2).split())
+            except windows.CommandLineError as exc:
+                return Execution(b'', (exc.message + '\r\n').encode('utf-8'), exc.exit_code, self.startup_s(), script)
+            return self.run_script(launch.script, input_lines, depth + 1)
+        run = read_script(script, input_lines)
+        if run is None:
+            return self.run_raw_powershell(script)
+        if run.problem:
+            return self.powershell_error(script, run.problem, 'InvalidOperation', 'System.ArgumentException')
+        return self.run_request(script, run)
+
+    def run_request(self, script: str, run: ScriptRun) -> Execution:
+        request = run.request
+        if not run.body.strip():
             return Execution(b'', b'', 0, self.startup_s(), script, request)
         now = time.time()
         self.state.settle(now)
         built = EvidenceBuilder(self.state, request, self.user, now).build()
         faults = self.state.scenario['faults']
-        stdout = faults['garbage_stdout'] if faults['garbage_stdout'] else ps_json(built.document)
+        stdout = faults['garbage_stdout'] if faults['garbage_stdout'] else ascii_escaped(ps_json(built.document)) + '\r\n'
+        if run.console_output:
+            # Written to the console, not the pipeline: lost in a runspace, so lost here too.
+            stdout = ''
         lost = faults.get('lose_answer') or {}
         if lost.get('action') == request.get('action'):
             # The endpoint did the work (the state above changed) but the client gets no document back.

@@ -19,6 +19,17 @@ SCRIPT = "# stand-in for the endpoint script\n$Request = $TetraRequest | Convert
 ALL_SECTIONS = ['install', 'posture', 'files', 'system', 'dns', 'tls', 'curl', 'http', 'roots', 'proxy']
 
 
+# The collection's stdin bootstrap (plugins/plugin_utils/_remote.py): request and script through $input.
+INPUT_BOOTSTRAP = ("$TetraLines = @($input)\n$TetraRequest = [string]$TetraLines[0]\n"
+                   "$TetraScript = ($TetraLines | Select-Object -Skip 1) -join \"`n\"\n. ([ScriptBlock]::Create($TetraScript))\n")
+
+
+def input_launch(req: dict[str, t.Any], script: str) -> tuple[str, bytes]:
+    """The command line and stdin of a request sent the collection's way."""
+    data = base64.b64encode(json.dumps(req).encode('utf-8')).decode('ascii')
+    return PREFIX + encode(INPUT_BOOTSTRAP), (data + '\n' + script).encode('utf-8')
+
+
 def request(**overrides: t.Any) -> dict[str, t.Any]:
     base: dict[str, t.Any] = {
         'format': 1, 'action': 'collect', 'deadline_s': 40, 'sections': list(ALL_SECTIONS), 'context': 'user',

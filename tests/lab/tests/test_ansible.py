@@ -16,7 +16,7 @@ import pytest
 
 from tests.lab import Lab
 
-from .helpers import command_line, request
+from .helpers import command_line, input_launch, request
 
 BIN = os.path.dirname(sys.executable)
 
@@ -53,19 +53,36 @@ def test_unknown_command_fails_like_powershell(tetra_lab: Lab) -> None:
     assert "The term 'Get-Date' is not recognized" in result['stdout'] + result.get('stderr', '') + result.get('msg', '')
 
 
-def test_evidence_command_with_stdin_through_ansible_connection(tetra_lab: Lab) -> None:
-    """exec_command with in_data, as the collection's actions call it (bootstrap + script on stdin)."""
+def winrm_connection(lab: Lab, host: str) -> t.Any:
     from ansible.playbook.play_context import PlayContext  # pylint: disable=import-outside-toplevel
     from ansible.plugins.loader import connection_loader  # pylint: disable=import-outside-toplevel
     connection = connection_loader.get('winrm', PlayContext(), None)
-    connection.set_options(var_options={'ansible_host': tetra_lab.address('healthy'), 'ansible_user': 'ansible',
+    connection.set_options(var_options={'ansible_host': lab.address(host), 'ansible_user': 'ansible',
                                         'ansible_password': 'Lab-Passw0rd!', 'ansible_port': 5985,
                                         'ansible_winrm_transport': 'ntlm', 'ansible_winrm_scheme': 'http', '_extras': {}})
-    loader = "$TetraScript = [Console]::In.ReadToEnd()\n. ([ScriptBlock]::Create($TetraScript))\n"
-    script = ('# evidence script\n' * 30000).encode()
-    line = command_line(request(sections=['files', 'posture']), loader) + '; If (-not $?) { exit 1 }'
-    rc, stdout, dummy = connection.exec_command(line, in_data=script, sudoable=False)
+    return connection
+
+
+def test_evidence_command_with_stdin_through_ansible_connection(tetra_lab: Lab) -> None:
+    """exec_command with in_data, as the collection's actions call it: request and script read through $input."""
+    connection = winrm_connection(tetra_lab, 'healthy')
+    line, stdin = input_launch(request(sections=['files', 'posture']), '# evidence script\n' * 30000)
+    rc, stdout, dummy = connection.exec_command(line, in_data=stdin, sudoable=False)
     connection.close()
     assert rc == 0 and json.loads(stdout)['files']['local_xml']['readable'] is True
     entry = tetra_lab.requests('healthy')[-1]
-    assert entry['stdin_bytes'] == len(script) and entry['request']['sections'] == ['files', 'posture']
+    assert entry['stdin_bytes'] == len(stdin) and entry['request']['sections'] == ['files', 'posture']
+
+
+def test_the_old_launch_is_refused_as_powershell_exe_refuses_it(tetra_lab: Lab) -> None:
+    """Anything after the -EncodedCommand value (the pre-fix form) fails before the script starts."""
+    connection = winrm_connection(tetra_lab, 'healthy')
+    loader = "$TetraScript = [Console]::In.ReadToEnd()\n. ([ScriptBlock]::Create($TetraScript))\n"
+    line = command_line(request(sections=['files']), loader) + '; If (-not $?) { exit 1 }'
+    rc, stdout, stderr = connection.exec_command(line, in_data=b'# script\n', sudoable=False)
+    assert rc == -196608 and stdout == b''
+    assert b'-EncodedCommand' in stderr
+    # The same bootstrap without the suffix starts, but [Console]::In gives the script nothing.
+    rc, stdout, stderr = connection.exec_command(command_line(request(sections=['files']), loader), in_data=b'# script\n', sudoable=False)
+    connection.close()
+    assert rc == 0 and stdout == b''

@@ -13,7 +13,7 @@ from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError
 
 from tests.lab import Lab
 
-from .helpers import PASSWORD, USER, command_line, encode, request, run, session
+from .helpers import PASSWORD, USER, command_line, encode, input_launch, request, run, session
 
 
 @pytest.mark.parametrize('transport,https', [('basic', False), ('ntlm', False), ('ntlm', True), ('basic', True)])
@@ -38,14 +38,12 @@ def test_session_api_runs_raw_commands(tetra_lab: Lab) -> None:
 
 
 def test_stdin_chunks_are_buffered_until_end(tetra_lab: Lab) -> None:
-    script = "$Body = 'x'\n" + '# filler\n' * 60000
-    loader = "$TetraScript = [Console]::In.ReadToEnd()\n. ([ScriptBlock]::Create($TetraScript))\n"
-    line = command_line(request(sections=['install']), loader)
-    out, err, rc = run(session(tetra_lab, 'stale_recovers'), line, stdin=script.encode(), chunk=200000)
+    line, stdin = input_launch(request(sections=['install']), "$Body = 'x'\n" + '# filler\n' * 60000)
+    out, err, rc = run(session(tetra_lab, 'stale_recovers'), line, stdin=stdin, chunk=200000)
     assert rc == 0, err
     assert list(json.loads(out)) == ['format', 'action', 'started', 'context', 'host', 'install', 'errors', 'duration_ms']
     entry = tetra_lab.requests('stale_recovers')[-1]
-    assert entry['stdin_bytes'] == len(script) > 400000
+    assert entry['stdin_bytes'] == len(stdin) > 400000
     assert entry['request']['sections'] == ['install']
 
 

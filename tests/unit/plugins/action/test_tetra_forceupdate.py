@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from unittest.mock import MagicMock
 
 import pytest
@@ -19,14 +18,11 @@ from ansible_collections.secure_endpoint.tetra.plugins.action import tetra_force
 from ansible_collections.secure_endpoint.tetra.plugins.action.tetra_forceupdate import ActionModule
 
 NOW = 1_790_000_000
-DATA_LINE = re.compile(r"\$TetraRequest = '([A-Za-z0-9+/=]+)'")
 
 
-def request_of(command: str) -> dict:
-    """The request JSON inside one PowerShell -EncodedCommand line (what the endpoint would decode)."""
-    encoded = command.split('-EncodedCommand ', 1)[1].split(';', 1)[0].strip()
-    script = base64.b64decode(encoded).decode('utf-16-le')
-    return json.loads(base64.b64decode(DATA_LINE.search(script).group(1)))
+def request_of(stdin: bytes) -> dict:
+    """The request the endpoint reads: the first stdin line, base64 JSON."""
+    return json.loads(base64.b64decode(stdin.split(b'\n', 1)[0]))
 
 
 def local_xml(tetra: int, lasterror: int = 0, last_check: int = NOW - 3600, last_success: int = NOW - 86400) -> str:
@@ -72,7 +68,7 @@ class FakeConnection:
         self._shell = MagicMock()
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
-        self.requests.append(request_of(cmd))
+        self.requests.append(request_of(in_data))
         answer = self.documents.pop(0)
         if isinstance(answer, Exception):
             raise answer

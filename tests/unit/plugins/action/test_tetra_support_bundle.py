@@ -20,13 +20,12 @@ from ansible.playbook.play_context import PlayContext
 from ansible_collections.secure_endpoint.tetra.plugins.action import tetra_support_bundle
 from ansible_collections.secure_endpoint.tetra.plugins.action.tetra_support_bundle import ActionModule
 
-DATA_LINE = re.compile(r"\$TetraRequest = '([A-Za-z0-9+/=]+)'")
 FOLDER = 'C:\\Program Files\\Cisco\\AMP\\8.1.7.21417'
 
 
-def request_of(command: str) -> dict:
-    encoded = command.split('-EncodedCommand ', 1)[1].split(';', 1)[0].strip()
-    return json.loads(base64.b64decode(DATA_LINE.search(base64.b64decode(encoded).decode('utf-16-le')).group(1)))
+def request_of(stdin: bytes) -> dict:
+    """The request the endpoint reads: the first stdin line, base64 JSON."""
+    return json.loads(base64.b64decode(stdin.split(b'\n', 1)[0]))
 
 
 def policy_xml(interval: int) -> str:
@@ -60,7 +59,7 @@ class FakeEndpoint:
         self.resets += 1
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
-        request = request_of(cmd)
+        request = request_of(in_data)
         self.requests.append(request)
         action = request['action']
         answer = getattr(self, action)(request)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 
 import pytest
@@ -24,14 +23,7 @@ CLIXML = (b'#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft
 
 
 def decode_bootstrap(command: str) -> str:
-    encoded = command.split('-EncodedCommand ', 1)[1].split(';', 1)[0].strip()
-    return base64.b64decode(encoded).decode('utf-16-le')
-
-
-def request_in(bootstrap: str) -> dict:
-    match = re.search(r"^\$TetraRequest = '([A-Za-z0-9+/=]*)'$", bootstrap, re.M)
-    assert match, bootstrap
-    return json.loads(base64.b64decode(match.group(1)))
+    return base64.b64decode(command.split(' ')[-1]).decode('utf-16-le')
 
 
 class FakeConnection:
@@ -53,27 +45,30 @@ class FakeConnection:
         self.resets += 1
 
 
-def test_small_script_travels_inline_with_request_as_data():
+def test_the_command_line_is_the_shell_plugins_own_encoded_form_and_constant():
+    first, _ = build_command('Write-Output 1', {'update_server': 'a'})
+    second, _ = build_command(load_script(), {'update_server': 'b' * 5000})
+    words = first.split(' ')
+    assert words[:-1] == ['PowerShell', '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Unrestricted', '-EncodedCommand']
+    assert first == second
+    assert len(first) < 8191  # cmd.exe's limit, for ssh to a default cmd.exe shell
+    assert 'exit $LASTEXITCODE' in decode_bootstrap(first)  # exit-code propagation inside the encoded text
+
+
+def test_request_and_script_travel_on_stdin_as_data():
     hostile = "x'; Remove-Item C:\\ -Recurse; $(whoami)\n"
-    command, stdin = build_command('Write-Output 1', {'update_server': hostile})
+    command, stdin = build_command('Write-Output 1\r\nWrite-Output 2', {'update_server': hostile})
     bootstrap = decode_bootstrap(command)
-    assert stdin is None
-    assert command.startswith('PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand ')
-    assert hostile not in bootstrap and 'Remove-Item' not in bootstrap
-    assert request_in(bootstrap) == {'update_server': hostile}
-    assert bootstrap.rstrip().endswith('Write-Output 1')
-
-
-def test_shipped_script_goes_through_stdin_and_fits_the_command_line():
-    script = load_script()
-    command, stdin = build_command(script, {'action': 'collect'})
-    assert stdin == script.encode('utf-8')
-    assert len(command) < 8191  # well under CreateProcess' 32,767 characters
-    assert '[Console]::In.ReadToEnd()' in decode_bootstrap(command)
+    assert 'Remove-Item' not in bootstrap
+    request_line, script = stdin.decode('ascii').split('\n', 1)
+    assert json.loads(base64.b64decode(request_line)) == {'update_server': hostile}
+    assert script == 'Write-Output 1\nWrite-Output 2'
+    assert '@($input)' in bootstrap and '[Console]' not in bootstrap
 
 
 def test_shipped_script_reads_the_request_variable_the_bootstrap_sets():
     assert '$TetraRequest' in load_script()
+    assert '$TetraRequest' in _remote.BOOTSTRAP
 
 
 @pytest.mark.parametrize('stdout', [GOOD, b'\xef\xbb\xbf' + GOOD, GOOD.decode().encode('utf-16'), b'\r\n' + GOOD + b'\r\n'])
@@ -115,7 +110,7 @@ def test_call_returns_the_document_and_sends_one_command():
     call = EvidenceCall(connection, {'action': 'collect', 'deadline_s': 5}, script='x')
     assert call.run()['format'] == 1
     assert len(connection.calls) == 1 and call.attempts == 1
-    assert request_in(decode_bootstrap(connection.calls[0][0]))['format'] == 1
+    assert json.loads(base64.b64decode(connection.calls[0][1].split(b'\n', 1)[0]))['format'] == 1
 
 
 def test_a_transport_reset_is_retried_once():
