@@ -25,7 +25,9 @@ from ansible.plugins.shell.powershell import ShellModule as PowerShellShell
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import decode_text
 
 EVIDENCE_FORMAT = 1
-SCRIPT_NAME = '_tetra_evidence.ps1'
+SCRIPT_NAME = 'tetra_evidence.ps1'
+# The collection's files/ folder: the script ships there so an administrator can also run it locally.
+FILES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'files')
 
 # The encoded command is only this bootstrap: the request (base64 JSON, first line) and the shipped
 # script (the other lines) arrive on stdin, which every transport delivers to the script as $input:
@@ -61,8 +63,8 @@ class RemoteError(Exception):
 
 
 def load_script(name: str = SCRIPT_NAME) -> str:
-    """Return the text of a PowerShell script shipped beside this file."""
-    path = os.path.join(os.path.dirname(__file__), name)
+    """Return the text of a PowerShell script shipped in the collection's files/ folder."""
+    path = os.path.join(FILES_DIR, name)
     with open(path, encoding='ascii') as handle:
         return handle.read()
 
