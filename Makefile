@@ -39,12 +39,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Steps of `make test`, fastest first; the first failure stops the run.
-TEST_STEPS ?= pscheck units changelog-lint lint docs-lint sanity build importer integration lab-tests
+TEST_STEPS ?= pscheck units transports changelog-lint lint docs-lint sanity build importer integration lab-tests
 
 # pytest exit status 5 means "no tests collected": a folder that has no tests yet is not a failure.
 pytest_allow_empty = rc=0; $(VBIN)/python -m pytest $(1) || rc=$$?; if [ $$rc -eq 5 ]; then echo "NOTE: no tests collected in $(2) yet"; rc=0; fi; exit $$rc
 
-.PHONY: help venv collection units pscheck sanity lint docs-lint changelog-lint build install-test \
+.PHONY: help venv collection units transports pscheck sanity lint docs-lint changelog-lint build install-test \
         importer integration lab-tests test demo lab bench clean
 
 help:
@@ -53,6 +53,7 @@ help:
 	@echo '  collection      stage the working tree at $(COLL_DIR)'
 	@echo '  pscheck         PowerShell 5.1 static check of every tracked *.ps1/*.psm1/*.psd1'
 	@echo '  units           pytest tests/unit'
+	@echo '  transports      transport contract tests under ansible-core $(TRANSPORT_VERSIONS) (venvs in .build/transports)'
 	@echo '  changelog-lint  antsibull-changelog lint (fragments and changelog.yaml)'
 	@echo '  lint            ansible-lint --offline --profile production'
 	@echo '  docs-lint       antsibull-docs lint-collection-docs --plugin-docs'
@@ -106,6 +107,39 @@ pscheck: $(STAMP)
 
 units: $(STAMP)
 	$(call pytest_allow_empty,tests/unit -q,tests/unit)
+
+# The transport contract tests (winrm, psrp, ssh connection plugins) under every supported
+# ansible-core: $(ANSIBLE) in $(VENV), the others in small venvs under .build/transports/<version>
+# (2.18/2.19 on $(PYTHON), 2.20+ on python3.12), reused while their stamp file exists.
+TRANSPORT_VERSIONS ?= 2.18 2.19 2.20 2.21
+TRANSPORT_TESTS    := tests/unit/plugins/plugin_utils/test__remote_transports.py
+TRANSPORT_PACKAGES := pywinrm pypsrp pyspnego requests-ntlm pytest pyyaml xmltodict jmespath
+
+transports: $(STAMP)
+	@py312=''; for p in "$$(command -v python3.12 || true)" /root/.pyenv/versions/3.12*/bin/python3.12; do \
+	  if [ -n "$$p" ] && "$$p" -V >/dev/null 2>&1; then py312=$$p; break; fi; done; \
+	failed=(); \
+	for ver in $(TRANSPORT_VERSIONS); do \
+	  next=$$(echo $$ver | awk -F. '{ printf "%d.%d", $$1, $$2 + 1 }'); \
+	  if [ "$$ver" = '$(ANSIBLE)' ]; then python=$(VBIN)/python; \
+	  else \
+	    case $$ver in 2.18|2.19) base=$(PYTHON) ;; *) base=$$py312 ;; esac; \
+	    if [ -z "$$base" ]; then echo "SKIP transports ansible-core $$ver: python3.12 not found"; continue; fi; \
+	    dir=$(BUILD)/transports/$$ver; python=$$dir/bin/python; stamp=$$dir/.installed; \
+	    if [ ! -f $$stamp ] || ! $$python -c 'import ansible' 2>/dev/null; then \
+	      echo "transports: creating $$dir (ansible-core>=$$ver,<$$next, $$($$base -V))"; \
+	      rm -rf $$dir; $$base -m venv $$dir; \
+	      $$python -m pip install -q "ansible-core>=$$ver,<$$next" $(TRANSPORT_PACKAGES) > $$dir.pip.log 2>&1 \
+	        || { cat $$dir.pip.log; echo "transports ansible-core $$ver: FAILED to install (log $$dir.pip.log)"; failed+=($$ver); continue; }; \
+	      touch $$stamp; \
+	    fi; \
+	  fi; \
+	  core=$$($$python -c 'from ansible.release import __version__; print(__version__)'); \
+	  rc=0; out=$$($$python -m pytest $(TRANSPORT_TESTS) -q -p no:cacheprovider 2>&1) || rc=$$?; \
+	  if [ $$rc -ne 0 ]; then echo "$$out"; failed+=($$ver); fi; \
+	  echo "transports ansible-core $$core ($$($$python -V)): $$(echo "$$out" | tail -1)"; \
+	done; \
+	if [ $${#failed[@]} -gt 0 ]; then echo "transports: FAILED on ansible-core $${failed[*]}"; exit 1; fi
 
 changelog-lint: $(STAMP)
 	$(VBIN)/antsibull-changelog lint
