@@ -45,9 +45,13 @@ BOOTSTRAP = (
 # Seconds the controller waits beyond the endpoint's own deadline before giving up on the call.
 _GRACE_S = 30
 _QUOTE_LIMIT = 400
+# A real document is tens of kB (a read_file chunk about 6 MB): more is a hostile or broken endpoint.
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 
 _AUTH_PATTERNS = re.compile(r'credentials were rejected|401|unauthori[sz]ed|authentication (failed|error)|logon failure', re.I)
 _RESET_PATTERNS = re.compile(r'reset by peer|connection aborted|remotedisconnected|broken pipe|connection reset|10054|forcibly closed', re.I)
+# A transient server error (WinRM service busy, HTTP 500 without a WS-Management fault we act on).
+_TRANSIENT_PATTERNS = re.compile(r'\b50[023]\b|internal server error|service unavailable|bad gateway', re.I)
 
 
 class RemoteError(Exception):
@@ -116,6 +120,9 @@ def clean_stderr(data: bytes | str | None) -> str:
 
 def parse_document(rc: int, stdout: bytes | str, stderr: bytes | str) -> dict[str, t.Any]:
     """The endpoint's one JSON evidence document, or RemoteError quoting what came back."""
+    if len(stdout or b'') > MAX_OUTPUT_BYTES:
+        raise RemoteError('The endpoint answered %d bytes, more than the %d MB a document can be; it starts with: %s'
+                          % (len(stdout), MAX_OUTPUT_BYTES // 2 ** 20, quote_output(stdout[:_QUOTE_LIMIT])), rc=rc)
     text = decode_text(stdout).strip()
     details = {'rc': rc, 'stdout': quote_output(stdout), 'stderr': clean_stderr(stderr)[:_QUOTE_LIMIT]}
     if rc != 0:
@@ -126,18 +133,22 @@ def parse_document(rc: int, stdout: bytes | str, stderr: bytes | str) -> dict[st
         document = json.loads(text)
     except ValueError as exc:
         raise RemoteError('The endpoint did not return one JSON document (%s); it returned: %s' % (exc, details['stdout']), **details) from None
+    except RecursionError:
+        raise RemoteError('The endpoint returned JSON nested too deeply to be evidence: %s' % details['stdout'], **details) from None
     if not isinstance(document, dict) or document.get('format') != EVIDENCE_FORMAT:
         raise RemoteError('The endpoint returned JSON that is not evidence format %d: %s' % (EVIDENCE_FORMAT, details['stdout']), **details)
     return document
 
 
 def classify_connection_error(exc: Exception) -> str:
-    """'auth', 'reset' or 'other', from the connection plugin's message."""
+    """'auth', 'reset', 'transient' or 'other', from the connection plugin's message."""
     message = to_text(exc)
     if _AUTH_PATTERNS.search(message):
         return 'auth'
     if _RESET_PATTERNS.search(message):
         return 'reset'
+    if _TRANSIENT_PATTERNS.search(message):
+        return 'transient'
     return 'other'
 
 
@@ -168,7 +179,7 @@ class EvidenceCall:
                 return self._exec_within_budget(command, stdin)
             except AnsibleConnectionFailure as exc:
                 kind = classify_connection_error(exc)
-                if kind == 'reset' and attempt == 1:
+                if kind in ('reset', 'transient') and attempt == 1:
                     self._reset_connection()
                     continue
                 raise RemoteError(self._unreachable_message(kind, exc), unreachable=True) from None
@@ -214,5 +225,6 @@ class EvidenceCall:
         reason = {
             'auth': 'authentication failed (wrong user or password?)',
             'reset': 'the connection was reset twice',
+            'transient': 'the WinRM service failed twice',
         }.get(kind, 'connection failed')
         return 'Endpoint unreachable: %s: %s' % (reason, to_text(exc))

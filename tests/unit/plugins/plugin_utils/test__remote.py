@@ -128,6 +128,30 @@ def test_two_resets_make_the_host_unreachable():
     assert 'reset twice' in caught.value.result['msg']
 
 
+def test_a_transient_server_error_is_retried_once_then_unreachable():
+    busy = AnsibleConnectionFailure('winrm connection error: Bad HTTP response returned from server. Code 500')
+    connection = FakeConnection(busy, (0, GOOD, b''))
+    call = EvidenceCall(connection, {'deadline_s': 5}, script='x')
+    assert call.run()['format'] == 1 and call.attempts == 2
+    connection = FakeConnection(busy, busy)
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
+    assert caught.value.result['unreachable'] is True and 'failed twice' in caught.value.result['msg']
+
+
+def test_an_oversized_answer_is_refused_quoting_its_start():
+    with pytest.raises(RemoteError) as caught:
+        parse_document(0, b'{"format": 1, "x": "' + b'A' * (_remote.MAX_OUTPUT_BYTES + 1) + b'"}', b'')
+    assert 'more than the 16 MB' in caught.value.result['msg'] and '{"format": 1' in caught.value.result['msg']
+    assert caught.value.result['failed'] is True
+
+
+def test_json_nested_too_deeply_is_a_clear_failure_not_a_crash():
+    with pytest.raises(RemoteError) as caught:
+        parse_document(0, b'[' * 100000 + b']' * 100000, b'')
+    assert 'nested too deeply' in caught.value.result['msg']
+
+
 def test_wrong_password_is_unreachable_without_retry():
     failure = AnsibleConnectionFailure('ntlm: the specified credentials were rejected by the server')
     connection = FakeConnection(failure)
