@@ -40,7 +40,7 @@ $Result = [ordered]@{ format = 1; errors = @(); probes = @{} }
 
 function Get-ServiceByImage {
     param([string]$Suffix)
-    $services = Get-CimInstance -ClassName Win32_Service -ErrorAction SilentlyContinue
+    $services = Get-CimInstance -ClassName Win32_Service -OperationTimeoutSec 10 -ErrorAction SilentlyContinue
     foreach ($svc in $services) {
         if ($svc.PathName -and $svc.PathName.Trim('"').EndsWith($Suffix, [StringComparison]::OrdinalIgnoreCase)) {
             return [ordered]@{ name = $svc.Name; state = $svc.State; start_mode = $svc.StartMode }
@@ -79,7 +79,7 @@ $json = $Result | ConvertTo-Json -Depth 6 -Compress
 $isWin = [Environment]::OSVersion.Platform -eq 'Win32NT'
 # Comments may mention Write-Host, curl, $IsWindows, ForEach-Object -Parallel, a && b and x ?? y.
 $note = 'strings may too: Write-Host curl $IsWindows -AsHashtable utf8NoBOM'
-[Console]::Out.Write($json)
+$json
 """
 
 
@@ -233,3 +233,184 @@ def test_shipped_scripts_are_clean():
         scripts.extend(os.path.join(base, f) for f in files if f.endswith(('.ps1', '.psm1', '.psd1')))
     problems = [f.format() for path in scripts for f in pscheck.check_file(path)]
     assert problems == []
+
+
+# -- PS5xx pitfall rules: for each rule a script that must be reported and one that must pass --
+
+CALLBACK_KEEPS_CHAIN = r"""
+$callback = {
+    param($Sender, $Certificate, $Chain, $PolicyErrors)
+    $script:Seen = @{ chain = $Chain; errors = $PolicyErrors }
+    return $true
+}
+$ssl = New-Object System.Net.Security.SslStream($client.GetStream(), $false, $callback)
+"""
+
+CALLBACK_COPIES_CHAIN = r"""
+$callback = {
+    param($Sender, $Certificate, $Chain, $PolicyErrors)
+    $script:Seen = @{
+        chain = @($Chain.ChainElements | ForEach-Object { $_.Certificate.RawData })
+        status = @($Chain.ChainStatus | ForEach-Object { [string]$_.Status })
+        leaf = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2($Certificate)
+        errors = [string]$PolicyErrors
+    }
+    return $true
+}
+$ssl = New-Object System.Net.Security.SslStream($client.GetStream(), $false, $callback)
+"""
+
+PITFALLS = [
+    # PS500 [Console] I/O
+    ('PS500', '[Console]::Out.Write($json)\n', '$json\n'),
+    ('PS500', '[System.Console]::WriteLine("x")\n', 'Write-Output "x"\n'),
+    ('PS500', '$line = [Console]::ReadLine()\n', '$line = $input | Select-Object -First 1\n'),
+    ('PS500', '$s = [Console]::OpenStandardOutput()\n', '$s = New-Object System.IO.MemoryStream\n'),
+    ('PS500', '[Console]::Error.WriteLine("x")\n', 'Write-Error "x"\n'),
+    # PS501 culture-dependent dates
+    ('PS501', "$s = $Started.ToString('yyyy-MM-ddTHH:mm:ssZ')\n", "$s = $Started.ToString('o')\n"),
+    ('PS501', "$s = $d.ToString('yyyy-MM-dd')\n",
+     "$s = $d.ToString('yyyy-MM-dd', [Globalization.CultureInfo]::InvariantCulture)\n"),
+    ('PS501', '$s = [DateTime]::UtcNow.ToString()\n', "$s = [DateTime]::UtcNow.ToString('u')\n"),
+    ('PS501', '$s = $cert.NotAfter.ToString()\n', "$s = $cert.NotAfter.ToUniversalTime().ToString('o')\n"),
+    ('PS501', "$s = (Get-Date).ToString('d')\n", "$s = [guid]::NewGuid().ToString('D')\n"),
+    ('PS501', "$s = Get-Date -Format 'yyyy-MM-dd HH:mm'\n", '$s = Get-Date -Format o\n'),
+    ('PS501', "$s = Get-Date -UFormat '%Y-%m-%d'\n", "$s = (Get-Date).ToUniversalTime().ToString('s')\n"),
+    ('PS501', "$s = '{0:yyyy-MM-dd}' -f $d\n", "$s = '{0:X2}-{1:N0}' -f $b, $n\n"),
+    # PS502 reads that fail on files another process writes
+    ('PS502', '$t = [IO.File]::ReadAllText($p)\n',
+     "$fs = [IO.File]::Open($p, 'Open', 'Read', 'ReadWrite')\n$t = (New-Object IO.StreamReader($fs)).ReadToEnd()\n"),
+    ('PS502', '$b = [System.IO.File]::ReadAllBytes($p)\n', '$t = Get-Content -LiteralPath $p -Raw\n'),
+    ('PS502', '$l = [IO.File]::ReadAllLines($p)\n', "[IO.File]::WriteAllText($p, 'x')\n"),
+    ('PS502', "$fs = [IO.File]::Open($p, 'Open', 'Read')\n", "$fs = [IO.File]::Open($p, 'Open', 'Read', 'ReadWrite')\n"),
+    # PS503 RunspacePool.Close() while pipelines may still run
+    ('PS503', 'function f {\n    $pool = [RunspaceFactory]::CreateRunspacePool(1, 4)\n    $pool.Open()\n    $pool.Close()\n}\n',
+     'function f {\n    $pool = [RunspaceFactory]::CreateRunspacePool(1, 4)\n    $pool.Open()\n    [void]$pool.BeginClose($null, $null)\n}\n'),
+    ('PS503', '$pool = [System.Management.Automation.Runspaces.RunspaceFactory]::CreateRunspacePool(1, 4)\n$pool.Dispose()\n',
+     '$pool = [RunspaceFactory]::CreateRunspacePool(1, 4)\nforeach ($j in $jobs) { [void]$j.shell.BeginStop($null, $null) }\n$pool.Close()\n'),
+    ('PS503', '$pool = [RunspaceFactory]::CreateRunspacePool(1, 4)\nfunction g { $j.shell.Stop() }\n$pool.Close()\n',
+     '$pool = [RunspaceFactory]::CreateRunspacePool(1, 4)\n$pool.CloseAsync()\n$other.Close()\n'),
+    # PS504 Register-ScheduledTask without -Settings
+    ('PS504', 'Register-ScheduledTask -TaskName t -Action $a -Principal $p -Force\n',
+     'Register-ScheduledTask -TaskName t -Action $a -Principal $p -Settings $s -Force\n'),
+    ('PS504', 'Register-ScheduledTask t -Action $a\n', 'Register-ScheduledTask -TaskName t -InputObject $task\n'),
+    # PS505 -File in a scheduled task's arguments
+    ('PS505', 'New-ScheduledTaskAction -Execute powershell.exe -Argument "-NoProfile -ExecutionPolicy Bypass -File `"$f`""\n',
+     'New-ScheduledTaskAction -Execute powershell.exe -Argument "-NoProfile -NonInteractive -EncodedCommand $enc"\n'),
+    ('PS505', "New-ScheduledTaskAction -Execute 'powershell.exe' -Argument:'-file C:\\x.ps1'\n",
+     "New-ScheduledTaskAction -Execute 'powershell.exe' -Argument '-Command \"& { Get-Item C:\\x.ps1 }\"'\n"),
+    # PS506 SYSTEM by name
+    ('PS506', "$p = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount\n",
+     "$p = New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount\n"),
+    ('PS506', "$p = New-ScheduledTaskPrincipal -UserId 'NT AUTHORITY\\SYSTEM'\n", '$p = New-ScheduledTaskPrincipal -UserId $env:USERNAME\n'),
+    ('PS506', 'Register-ScheduledTask -TaskName t -Action $a -Settings $s -User "NT AUTHORITY\\SYSTEM"\n',
+     'Register-ScheduledTask -TaskName t -Action $a -Settings $s -User S-1-5-18\n'),
+    # PS507 return @(...)
+    ('PS507', 'function f {\n    return @($a | Where-Object { $_ })\n}\n', 'function f {\n    return ,@($a | Where-Object { $_ })\n}\n'),
+    ('PS507', 'function f { return @() }\n', 'function f { Write-Output -NoEnumerate @($a) }\n'),
+    # PS508 web requests without an explicit proxy
+    ('PS508', '$p = {\n    $web = [System.Net.HttpWebRequest]::Create($Url)\n'
+     '    if ($ProxyUrl) { $web.Proxy = New-Object System.Net.WebProxy($ProxyUrl) }\n}\n',
+     '$p = {\n    $web = [System.Net.HttpWebRequest]::Create($Url)\n    $web.Proxy = New-Object System.Net.WebProxy\n'
+     '    if ($ProxyUrl) { $web.Proxy = New-Object System.Net.WebProxy($ProxyUrl) }\n}\n'),
+    ('PS508', '$r = [Net.WebRequest]::Create($u)\n$r.Timeout = 5000\n',
+     '$r = [Net.WebRequest]::Create($u)\n$r.Proxy = $(if ($ProxyUrl) { New-Object Net.WebProxy($ProxyUrl) } else { New-Object Net.WebProxy })\n'),
+    ('PS508', '$code = [Net.WebRequest]::Create($u).GetResponse().StatusCode\n', '$r = [Net.WebRequest]::Create($u)\n$r.Proxy = $null\n'),
+    # PS509 X509Chain kept past the validation callback
+    ('PS509', CALLBACK_KEEPS_CHAIN, CALLBACK_COPIES_CHAIN),
+    ('PS509', '[Net.ServicePointManager]::ServerCertificateValidationCallback = {\n    param($s, $c, $ch, $e)\n    $state.chain = $ch\n    $true\n}\n',
+     '[Net.ServicePointManager]::ServerCertificateValidationCallback = {\n    param($s, $c, $ch, $e)\n    $state.status = $ch.ChainStatus\n    $true\n}\n'),
+    ('PS509', '$ssl = [System.Net.Security.SslStream]::new($n, $false, {\n    param($s, $Certificate, $Chain, $e)\n    [void]$global:Certs.Add($Certificate)\n'
+     '    $true\n})\n',
+     '$ssl = [System.Net.Security.SslStream]::new($n, $false, {\n    param($s, $Certificate, $Chain, $e)\n    [void]$global:Certs.Add($Certificate.RawData)\n'
+     '    $true\n})\n'),
+    ('PS509', '$cb = [System.Net.Security.RemoteCertificateValidationCallback]{\n    param($s, $c, $ch, $e)\n    $script:Leaf = $c\n    $true\n}\n',
+     '$cb = [System.Net.Security.RemoteCertificateValidationCallback]{\n    param($s, $c, $ch, $e)\n    $local = $ch\n'
+     '    $script:Leaf = [Security.Cryptography.X509Certificates.X509Certificate2]::new($c)\n'
+     '    $true\n}\n'),
+    # PS510 CIM/WMI without a timeout
+    ('PS510', '$os = Get-CimInstance -ClassName Win32_OperatingSystem\n', '$os = Get-CimInstance -ClassName Win32_OperatingSystem -OperationTimeoutSec 10\n'),
+    ('PS510', '$svc = gcim Win32_Service\n', '$svc = gcim Win32_Service -OT 10\n'),
+    ('PS510', "Invoke-CimMethod -ClassName Win32_Process -MethodName Create -Arguments @{ CommandLine = 'x' }\n",
+     "Invoke-CimMethod -ClassName Win32_Process -MethodName Create -Arguments @{ CommandLine = 'x' } -OperationTimeoutSec 30\n"),
+    ('PS510', '$os = Get-WmiObject Win32_OperatingSystem\n',
+     '$cim = @{ ClassName = "Win32_OperatingSystem"; OperationTimeoutSec = 10 }\n$os = Get-CimInstance @cim\n'),
+]
+
+
+@pytest.mark.parametrize('rule, bad, good', PITFALLS)
+def test_pitfall_rule(rule, bad, good):
+    found = rules(bad)
+    assert rule in found, f'{rule} not reported for {bad!r}; got {found}'
+    assert rules(good) == [], f'fixed code {good!r} still reported'
+
+
+def test_every_pitfall_rule_is_tested_and_documented():
+    codes = {r.code for r in pscheck._PITFALL_RULES}
+    assert codes == {rule for rule, _bad, _good in PITFALLS}
+    for code in codes:
+        assert f'\n{code}  ' in pscheck.__doc__, f'{code} is not documented in the module docstring'
+        assert 'https://learn.microsoft.com/' in pscheck.__doc__.split(f'\n{code}  ', 1)[1].split('\nPS5', 1)[0]
+
+
+def test_pitfall_messages_say_the_fix():
+    findings = pscheck.check_source(b'$os = Get-WmiObject Win32_OperatingSystem\n[Console]::Out.Write($x)\n', 'x.ps1')
+    assert [(f.rule, f.line) for f in findings] == [('PS510', 1), ('PS500', 2)]
+    assert 'Get-CimInstance -OperationTimeoutSec' in findings[0].message
+    assert 'pipeline' in findings[1].message
+
+
+@pytest.mark.parametrize('src', [
+    "# [Console]::Out.Write($x); [IO.File]::ReadAllText($p); return @($a)\n$a = 1\n",
+    "$s = '[Console]::WriteLine(1); Get-WmiObject; $d.ToString(\"yyyy\")'\n",
+    "$s = \"New-ScheduledTaskPrincipal -UserId 'SYSTEM' -File x\"\n",
+    "$g = [guid]::NewGuid().ToString('N')\n$v = $PSVersionTable.PSVersion.ToString()\n$h = $b.ToString('x2')\n",
+    'return ,@($a)\n',
+    '$r = [Net.WebRequest]::DefaultWebProxy\n',
+])
+def test_pitfall_rules_ignore_comments_strings_and_lookalikes(src):
+    assert rules(src) == []
+
+
+def test_allow_comment_with_reason_silences_one_rule_on_its_line():
+    src = ('$t = [IO.File]::ReadAllText($p)  # pscheck: allow PS502 our own temp file, nobody else opens it\n'
+           '$u = [IO.File]::ReadAllText($q)\n')
+    findings = pscheck.check_source(src.encode(), 'x.ps1')
+    assert [(f.rule, f.line) for f in findings] == [('PS502', 2)]
+
+
+def test_allow_comment_lists_several_codes():
+    src = "$os = Get-WmiObject Win32_OperatingSystem; $t = [IO.File]::ReadAllText($p)  # pscheck: allow PS510, PS502 lab-only helper\n"
+    assert rules(src) == []
+
+
+@pytest.mark.parametrize('comment', [
+    '# pscheck: allow PS502',
+    '# pscheck: allow PS502 ',
+    '# pscheck: allow PS502 --',
+    '# pscheck: allow PS510 some other rule',
+])
+def test_allow_comment_without_reason_or_for_another_rule_does_not_silence(comment):
+    findings = pscheck.check_source(f'$t = [IO.File]::ReadAllText($p)  {comment}\n'.encode(), 'x.ps1')
+    assert [f.rule for f in findings] == ['PS502']
+    if 'PS502' in comment:
+        assert 'needs a reason' in findings[0].message
+
+
+def test_allow_comment_must_be_on_the_finding_line_and_in_a_comment():
+    src = ('# pscheck: allow PS502 reason on the line above\n'
+           '$t = [IO.File]::ReadAllText($p)\n'
+           '$u = [IO.File]::ReadAllText("# pscheck: allow PS502 inside a string")\n')
+    assert rules(src) == ['PS502', 'PS502']
+
+
+def test_allow_comment_cannot_silence_51_compatibility_rules():
+    assert rules('Write-Host "x"  # pscheck: allow PS302 we really want the console\n') == ['PS302']
+
+
+def test_shipped_evidence_script_findings_are_pitfalls_only():
+    """files/tetra_evidence.ps1 must at least stay free of 5.1 incompatibilities (PS1xx-PS4xx)."""
+    path = os.path.join(ROOT, 'files', 'tetra_evidence.ps1')
+    if not os.path.exists(path):
+        pytest.skip('files/tetra_evidence.ps1 not present')
+    assert [f.format() for f in pscheck.check_file(path) if not f.rule.startswith('PS5')] == []
