@@ -37,10 +37,13 @@ FILES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path
 BOOTSTRAP = (
     "$ErrorActionPreference = 'Stop'\n"
     "$ProgressPreference = 'SilentlyContinue'\n"
-    "$TetraLines = @($input)\n"
+    # psrp in ansible-core 2.18 sends the whole stdin as ONE input object: split it here.
+    "$TetraLines = @($input | ForEach-Object { ([string]$_) -split \"`r?`n\" })\n"
     "$TetraRequest = [string]$TetraLines[0]\n"
     "$TetraScript = ($TetraLines | Select-Object -Skip 1) -join \"`n\"\n"
     ". ([ScriptBlock]::Create($TetraScript))\n"
+    # ansible-core's own exit-code propagation (the shell plugin's preserve_rc), inside the encoded text.
+    "If (-not $?) { If (Get-Variable LASTEXITCODE -ErrorAction SilentlyContinue) { exit $LASTEXITCODE } Else { exit 1 } }\n"
 )
 # Seconds the controller waits beyond the endpoint's own deadline before giving up on the call.
 _GRACE_S = 30
@@ -80,22 +83,33 @@ def encode_request(request: dict[str, t.Any]) -> str:
 
 
 def powershell_shell(connection: t.Any = None) -> t.Any:
-    """The connection's PowerShell shell plugin, or ansible-core's own when the connection has another shell."""
+    """The connection's shell plugin when it can encode PowerShell (powershell; cmd on 2.21's winrm), else ansible-core's own."""
     shell = getattr(connection, '_shell', None)
-    if shell is not None and hasattr(shell, '_encode_script'):
+    if shell is not None and (hasattr(shell, '_encode_pwsh_script_as_command') or hasattr(shell, '_encode_script')):
         return shell
     return PowerShellShell()
+
+
+def encoded_command(shell: t.Any, script: str) -> str:
+    """The command line the installed ansible-core's shell plugin builds for an encoded PowerShell script.
+
+    ansible-core 2.21 builds it with ``_encode_pwsh_script_as_command`` and deprecates
+    ``_encode_script``, which earlier versions use (without strict mode or their own exit-code line:
+    BOOTSTRAP carries it). Both are private: the transport contract tests pin their output per version.
+    """
+    # pylint: disable=protected-access
+    if hasattr(shell, '_encode_pwsh_script_as_command'):
+        return shell._encode_pwsh_script_as_command(script)
+    return shell._encode_script(script, as_list=False, strict_mode=False, preserve_rc=False)
 
 
 def build_command(script: str, request: dict[str, t.Any], shell: t.Any = None) -> tuple[str, bytes]:
     """Return the one command line and its stdin: the request line, then the script.
 
-    The command line is exactly what the shell plugin produces for an encoded script with exit-code
-    propagation: ``PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand
-    <base64>`` with nothing after the base64, which winrm passes as it is and psrp decodes.
+    The command line is ``PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted
+    -EncodedCommand <base64 of BOOTSTRAP>`` with nothing after the base64, as the shell plugin makes it.
     """
-    shell = shell if shell is not None else powershell_shell()
-    command = shell._encode_script(BOOTSTRAP, as_list=False, strict_mode=False, preserve_rc=True)  # pylint: disable=protected-access
+    command = encoded_command(shell if shell is not None else powershell_shell(), BOOTSTRAP)
     stdin = encode_request(request) + '\n' + script.replace('\r\n', '\n')
     return command, stdin.encode('utf-8')
 

@@ -31,6 +31,10 @@ DATA_LINE = re.compile(r"^\s*\$TetraRequest\s*=\s*'([A-Za-z0-9+/=]*)'\s*$", re.M
 PRELUDE = re.compile(r"^\s*\$(?:ErrorActionPreference|ProgressPreference)\s*=.*$", re.M)
 # The statements of the collection's stdin bootstrap, each of which the lab "runs".
 INPUT_LINES = re.compile(r"^\s*\$TetraLines\s*=\s*@\(\$input\)\s*$", re.M | re.I)
+# The same, splitting every input object at its line ends (one object holding the whole stdin
+# arrives from psrp on ansible-core 2.18).
+INPUT_LINES_SPLIT = re.compile(r'^\s*\$TetraLines\s*=\s*@\(\$input\s*\|\s*ForEach-Object\s*\{\s*\(\[string\]\$_\)\s*-split\s*"`r\?`n"\s*\}\s*\)\s*$',
+                               re.M | re.I)
 REQUEST_FROM_INPUT = re.compile(r"^\s*\$TetraRequest\s*=\s*\[string\]\$TetraLines\[0\]\s*$", re.M | re.I)
 SCRIPT_FROM_INPUT = re.compile(r'^\s*\$TetraScript\s*=\s*\(\$TetraLines\s*\|\s*Select-Object\s+-Skip\s+1\)\s*-join\s*"`n"\s*$',
                                re.M | re.I)
@@ -83,11 +87,13 @@ class ScriptRun:
 
 def read_script(script: str, input_lines: list[str]) -> ScriptRun | None:
     """How the script gets its request and code; None when it is not a request of the collection."""
-    if INPUT_LINES.search(script):
+    if INPUT_LINES_SPLIT.search(script):
+        input_lines = [piece for line in input_lines for piece in re.split(r'\r?\n', line)]
+    if INPUT_LINES.search(script) or INPUT_LINES_SPLIT.search(script):
         complete = REQUEST_FROM_INPUT.search(script) and SCRIPT_FROM_INPUT.search(script) and RUN_SCRIPT.search(script)
         if not complete:
             return ScriptRun(None, 'The bootstrap reads $input but does not run it as the collection\'s bootstrap does', '', False)
-        if not input_lines:
+        if not input_lines or input_lines == ['']:
             return ScriptRun(None, 'ConvertFrom-Json : Cannot bind argument to parameter \'InputObject\' because it is null.', '', False)
         request, problem = decode_request(input_lines[0].strip())
         body = '\n'.join(input_lines[1:])
@@ -115,6 +121,20 @@ def input_lines_of(stdin: bytes) -> list[str]:
     if not stdin:
         return []
     return stdin.decode('utf-8', 'replace').splitlines()
+
+
+def wrong_shape(document: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Fault `wrong_shape`: a document that breaks docs/evidence.md the way a script regression would.
+
+    `install` becomes a list (PowerShell 5.1 unrolling or wrapping a value) and the TLS chain is missing
+    although the TCP connection and the handshake succeeded (the chain reset after its callback).
+    """
+    if 'install' in document:
+        document['install'] = [document['install']]
+    tls = (document.get('probes') or {}).get('tls')
+    if isinstance(tls, dict):
+        tls.pop('chain', None)
+    return document
 
 
 class CommandRunner:
@@ -168,6 +188,8 @@ class CommandRunner:
         self.state.settle(now)
         built = EvidenceBuilder(self.state, request, self.user, now).build()
         faults = self.state.scenario['faults']
+        if faults.get('wrong_shape'):
+            wrong_shape(built.document)
         stdout = faults['garbage_stdout'] if faults['garbage_stdout'] else ascii_escaped(ps_json(built.document)) + '\r\n'
         if run.console_output:
             # Written to the console, not the pipeline: lost in a runspace, so lost here too.

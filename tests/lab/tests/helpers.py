@@ -20,8 +20,9 @@ ALL_SECTIONS = ['install', 'posture', 'files', 'system', 'dns', 'tls', 'curl', '
 
 
 # The collection's stdin bootstrap (plugins/plugin_utils/_remote.py): request and script through $input.
-INPUT_BOOTSTRAP = ("$TetraLines = @($input)\n$TetraRequest = [string]$TetraLines[0]\n"
-                   "$TetraScript = ($TetraLines | Select-Object -Skip 1) -join \"`n\"\n. ([ScriptBlock]::Create($TetraScript))\n")
+INPUT_BOOTSTRAP = ('$TetraLines = @($input | ForEach-Object { ([string]$_) -split "`r?`n" })\n'
+                   '$TetraRequest = [string]$TetraLines[0]\n'
+                   '$TetraScript = ($TetraLines | Select-Object -Skip 1) -join "`n"\n. ([ScriptBlock]::Create($TetraScript))\n')
 
 
 def input_launch(req: dict[str, t.Any], script: str) -> tuple[str, bytes]:

@@ -63,7 +63,7 @@ def test_request_and_script_travel_on_stdin_as_data():
     request_line, script = stdin.decode('ascii').split('\n', 1)
     assert json.loads(base64.b64decode(request_line)) == {'update_server': hostile}
     assert script == 'Write-Output 1\nWrite-Output 2'
-    assert '@($input)' in bootstrap and '[Console]' not in bootstrap
+    assert '@($input | ForEach-Object' in bootstrap and '[Console]' not in bootstrap
 
 
 def test_shipped_script_reads_the_request_variable_the_bootstrap_sets():
