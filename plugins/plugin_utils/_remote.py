@@ -51,7 +51,7 @@ _QUOTE_LIMIT = 400
 # A real document is tens of kB (a read_file chunk about 6 MB): more is a hostile or broken endpoint.
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 
-_AUTH_PATTERNS = re.compile(r'credentials were rejected|401|unauthori[sz]ed|authentication (failed|error)|logon failure', re.I)
+_AUTH_PATTERNS = re.compile(r'credentials were rejected|failed to authenticate|401|unauthori[sz]ed|authentication (failed|error)|logon failure', re.I)
 _RESET_PATTERNS = re.compile(r'reset by peer|connection aborted|remotedisconnected|broken pipe|connection reset|10054|forcibly closed', re.I)
 # A transient server error (WinRM service busy, HTTP 500 without a WS-Management fault we act on).
 _TRANSIENT_PATTERNS = re.compile(r'\b50[023]\b|internal server error|service unavailable|bad gateway', re.I)

@@ -1,7 +1,7 @@
 # Copyright: Contributors to the secure_endpoint.tetra collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""python -m tests.lab serve --fleet FILE --inventory FILE [--subnet 127.X.Y] [--https] [--log FILE]"""
+"""python -m tests.lab serve --fleet FILE --inventory FILE [--subnet 127.X.Y] [--https] [--connection winrm|psrp] [--log FILE]"""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     serve.add_argument('--subnet', help='127.X.Y prefix for the endpoint addresses (default: a random free one)')
     serve.add_argument('--https', action='store_true', help='also listen on 5986 with a generated CA; the inventory uses HTTPS')
     serve.add_argument('--transport', choices=('ntlm', 'basic'), help='inventory transport (default: the fleet file, else ntlm)')
+    serve.add_argument('--connection', choices=('winrm', 'psrp'), default='winrm',
+                       help='Ansible connection the inventory uses (psrp: PowerShell Remoting on the same listeners)')
     serve.add_argument('--log', help='request log, one JSON line per command (default: <workdir>/requests.jsonl)')
     serve.add_argument('--workdir', help='where certificates and the NTLM user file go (default: a temporary folder)')
     serve.add_argument('--time-scale', type=float, default=1.0, help='multiply every simulated delay (0.1 = ten times faster)')
@@ -38,7 +40,8 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     lab = Lab(args.fleet, workdir=args.workdir, subnet=args.subnet, https=args.https, transport=args.transport,
-              time_scale=args.time_scale, inventory=args.inventory, log=args.log)
+              time_scale=args.time_scale, inventory=args.inventory, log=args.log,
+              connection=args.connection)
     with lab:
         print(lab.ready_line(), flush=True)
         while not stop.wait(0.5):

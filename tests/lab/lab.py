@@ -23,6 +23,7 @@ from .winrs import WinRS
 HTTP_PORT = 5985
 HTTPS_PORT = 5986
 HOSTS_PER_BLOCK = 250
+CONNECTIONS = ('winrm', 'psrp')
 
 
 class RequestLog:
@@ -87,8 +88,11 @@ class Lab:
 
     def __init__(self, fleet: str, workdir: str | None = None, subnet: str | None = None, https: bool = False,
                  transport: str | None = None, time_scale: float = 1.0, inventory: str | None = None,
-                 log: str | None = None) -> None:
+                 log: str | None = None, connection: str = 'winrm') -> None:
+        if connection not in CONNECTIONS:
+            raise ValueError('connection must be one of %s, got %r' % (', '.join(CONNECTIONS), connection))
         self.fleet: Fleet = load_fleet(fleet)
+        self.connection = connection
         self.workdir = workdir or tempfile.mkdtemp(prefix='tetra-lab-')
         os.makedirs(self.workdir, exist_ok=True)
         self.https = https
@@ -180,6 +184,8 @@ class Lab:
         return values
 
     def group_vars(self) -> dict[str, t.Any]:
+        if self.connection == 'psrp':
+            return self.psrp_group_vars()
         values: dict[str, t.Any] = {
             'ansible_connection': 'winrm', 'ansible_port': HTTPS_PORT if self.https else HTTP_PORT,
             'ansible_winrm_scheme': 'https' if self.https else 'http', 'ansible_winrm_transport': self.transport,
@@ -190,6 +196,21 @@ class Lab:
         if self.certs is not None:
             values['ansible_winrm_ca_trust_path'] = self.certs.ca_path
             values['ansible_winrm_server_cert_validation'] = 'validate'
+        return values
+
+    def psrp_group_vars(self) -> dict[str, t.Any]:
+        """Ansible's psrp connection (variable names from its DOCUMENTATION)."""
+        values: dict[str, t.Any] = {
+            'ansible_connection': 'psrp', 'ansible_port': HTTPS_PORT if self.https else HTTP_PORT,
+            'ansible_psrp_protocol': 'https' if self.https else 'http', 'ansible_psrp_auth': self.transport,
+            'ansible_user': self.fleet.user, 'ansible_password': self.fleet.password,
+            # pypsrp refuses Basic over HTTP unless message encryption is off (NTLM encrypts, HTTPS needs none).
+            'ansible_psrp_message_encryption': 'never' if self.transport == 'basic' and not self.https else 'auto',
+            'ansible_psrp_operation_timeout': 20, 'ansible_psrp_read_timeout': 30, 'ansible_psrp_connection_timeout': 30,
+        }
+        if self.certs is not None:
+            values['ansible_psrp_cert_validation'] = 'validate'
+            values['ansible_psrp_ca_cert'] = self.certs.ca_path
         return values
 
     def write_inventory(self) -> None:
@@ -232,9 +253,9 @@ class Lab:
 
     def ready_line(self) -> str:
         listening = sum(1 for h in self.fleet.hosts if h.scenario['winrm']['listen'])
-        return ('lab ready: %d endpoints (%d listening) on %s.*, ports %s, transport %s, inventory %s, log %s'
+        return ('lab ready: %d endpoints (%d listening) on %s.*, ports %s, transport %s, inventory %s, log %s%s'
                 % (len(self.fleet.hosts), listening, self.subnet, '5985+5986' if self.https else '5985', self.transport,
-                   self.inventory_path, self.log.path))
+                   self.inventory_path, self.log.path, ', connection psrp' if self.connection == 'psrp' else ''))
 
 
 def _ini(value: t.Any) -> str:

@@ -8,8 +8,9 @@ Use from any test folder's conftest.py::
     from tests.lab.pytest_plugin import tetra_lab, tetra_lab_factory  # noqa: F401  (fixtures)
 
 ``tetra_lab`` (session): the catalog fleet over NTLM on HTTP and HTTPS, a random free 127.x.y subnet.
-``tetra_lab_factory`` (function): ``make(fleet='catalog', **Lab kwargs) -> Lab``; every lab it starts is
-stopped at teardown. Both yield ``tests.lab.Lab`` objects: ``.inventory_path``, ``.log_path``,
+``tetra_lab_factory`` (function): ``make(fleet='catalog', connection='winrm' | 'psrp', **Lab kwargs) -> Lab``;
+every lab it starts is stopped at teardown. ``connection='psrp'`` writes an inventory for Ansible's psrp
+connection (the endpoints serve WinRS and PowerShell Remoting alike). Both yield ``tests.lab.Lab`` objects: ``.inventory_path``, ``.log_path``,
 ``.requests(host=None, action=None)`` (request log entries), ``.state(host)`` (per-host state:
 ``.snapshot()``, ``.counters``), ``.address(host)``, ``.endpoint_url(host, https=None)``, ``.ca_path``.
 ``TETRA_LAB_TIME_SCALE`` (default 1.0) scales every simulated delay.
@@ -51,7 +52,8 @@ def tetra_lab_factory(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.
     """Start labs on demand; all are stopped when the test ends."""
     started: list[Lab] = []
 
-    def make(fleet: str = 'catalog', **kwargs: t.Any) -> Lab:
+    def make(fleet: str = 'catalog', connection: str = 'winrm', **kwargs: t.Any) -> Lab:
+        kwargs['connection'] = connection
         kwargs.setdefault('workdir', str(tmp_path_factory.mktemp('tetra-lab')))
         kwargs.setdefault('time_scale', default_time_scale())
         lab = Lab(fleet_path(fleet), **kwargs).start()
