@@ -109,8 +109,8 @@ def collection_argv() -> list[str]:
 def test_parse_powershell_argv_accepts_the_collections_command():
     launch = parse_powershell_argv(collection_argv())
     assert launch.execution_policy == 'Unrestricted'
-    assert '@($input)' in launch.script
-    assert [line.strip() for line in BOOTSTRAP.splitlines() if line.strip()] == launch.script.splitlines()[:-1]
+    assert '@($input | ForEach-Object' in launch.script
+    assert [line.strip() for line in BOOTSTRAP.splitlines() if line.strip()] == launch.script.splitlines()
     assert launch.script.splitlines()[-1].startswith('If (-not $?)')
 
 
