@@ -229,7 +229,7 @@ demo: collection
 
 # Side-by-side benchmarks against the lab (not part of `make test`): see tests/bench/bench_diagnose.py.
 bench: collection
-	$(VBIN)/python -m tests.bench.bench_diagnose --repeat 3 --scale
+	$(VBIN)/python -m tests.bench.bench_diagnose --repeat 3 --scale --controller
 
 clean:
 	rm -rf $(BUILD) tests/output .pytest_cache importer_result.json

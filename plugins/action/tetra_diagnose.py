@@ -11,7 +11,8 @@ from ansible.errors import AnsibleActionFail
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import diagnose, invalid_evidence_verdict
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, decode_text, parse_evidence
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._messages import with_verdict_msg
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import (
     COMMON_SPEC, NETWORK_SECTIONS, NETWORK_SPEC, POSTURE_SECTIONS,
@@ -36,14 +37,20 @@ def evidence_time(document: t.Any) -> datetime.datetime | None:
 
 
 def load_saved_evidence(path: str) -> dict[str, t.Any]:
-    """The record (request, evidence, freshness) in a file written by evidence_dir."""
+    """The record (request, evidence, freshness) in a file written by evidence_dir.
+
+    Also a bare evidence document, as the script writes it when an administrator runs it locally
+    (README, "Without WinRM"): UTF-8 with or without BOM, or UTF-16 with BOM (PowerShell 5.1's `>`).
+    """
     try:
-        with open(path, encoding='utf-8') as handle:
-            record = json.load(handle)
+        with open(path, 'rb') as handle:
+            record = json.loads(decode_text(handle.read()))
     except (OSError, ValueError) as exc:
         raise AnsibleActionFail('Cannot read saved evidence %s: %s' % (path, exc)) from None
+    if isinstance(record, dict) and 'evidence' not in record and record.get('format') == 1 and 'host' in record:
+        record = {'evidence': record}
     if not isinstance(record, dict) or 'evidence' not in record:
-        raise AnsibleActionFail('%s is not a saved evidence file (no "evidence" key)' % path)
+        raise AnsibleActionFail('%s is neither a saved evidence file (no "evidence" key) nor an evidence document' % path)
     return record
 
 
@@ -56,7 +63,7 @@ class ActionModule(TetraActionBase):
         # Offline replay needs no endpoint: do not let ActionBase open a connection.
         if (self._task.args or {}).get('evidence_file'):
             self._requires_connection = False
-        return super().run(tmp, task_vars)
+        return with_verdict_msg(super().run(tmp, task_vars))
 
     def run_action(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         if args.get('evidence_file'):

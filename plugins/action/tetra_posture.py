@@ -6,6 +6,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._messages import posture_msg
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import COMMON_SPEC, POSTURE_SECTIONS
 
 
@@ -37,6 +38,5 @@ class ActionModule(TetraActionBase):
 
     def build_result(self, args: dict[str, t.Any], facts: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         result = posture_summary(facts)
-        if not result['installed']:
-            result['msg'] = 'No Secure Endpoint connector is installed on this host'
+        result['msg'] = posture_msg(result)
         return result

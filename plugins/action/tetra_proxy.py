@@ -6,6 +6,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._messages import proxy_msg
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import COMMON_SPEC, NETWORK_SPEC
 
 
@@ -19,7 +20,7 @@ class ActionModule(TetraActionBase):
         policy = facts.get('policy') or {}
         system = facts.get('system') or {}
         probe = (facts.get('probes') or {}).get('proxy')
-        return {
+        result = {
             'context': facts.get('context'),
             'policy_proxy': policy.get('proxy'),
             'local_proxy': local.get('proxy'),
@@ -30,3 +31,5 @@ class ActionModule(TetraActionBase):
             'configured': bool(policy.get('proxy') or local.get('proxy') or probe),
             'problems': facts.get('problems', []),
         }
+        result['msg'] = proxy_msg(result)
+        return result

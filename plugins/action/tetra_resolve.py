@@ -6,6 +6,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._messages import resolve_msg
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import COMMON_SPEC, NETWORK_SPEC
 
 
@@ -16,7 +17,7 @@ class ActionModule(TetraActionBase):
 
     def build_result(self, args: dict[str, t.Any], facts: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         results = (facts.get('probes') or {}).get('dns') or []
-        return {
+        result = {
             'update_server': results[0]['name'] if results else None,
             'context': facts.get('context'),
             'dns_servers': (facts.get('system') or {}).get('dns_servers'),
@@ -24,3 +25,5 @@ class ActionModule(TetraActionBase):
             'resolved': bool(results) and all(entry.get('ok') for entry in results),
             'failed_names': [entry.get('name') for entry in results if not entry.get('ok')],
         }
+        result['msg'] = resolve_msg(result)
+        return result

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._messages import tls_msg
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import check_interception, check_revocation, check_root_missing
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import COMMON_SPEC, NETWORK_SPEC
 
@@ -18,7 +19,7 @@ class ActionModule(TetraActionBase):
     def build_result(self, args: dict[str, t.Any], facts: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         probes = facts.get('probes') or {}
         tls = probes.get('tls') or {}
-        return {
+        result = {
             'context': facts.get('context'),
             'tls': tls,
             'curl': probes.get('curl'),
@@ -30,3 +31,5 @@ class ActionModule(TetraActionBase):
             'revocation_problem': check_revocation(facts) or [],
             'missing_roots': check_root_missing(facts) or [],
         }
+        result['msg'] = tls_msg(result)
+        return result

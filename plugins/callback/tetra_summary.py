@@ -12,7 +12,12 @@ description:
     anything that returns its verdict) and every unreachable host, and prints after C(PLAY RECAP) a table of
     host counts per status and per cause, then the hosts that need action with their cause and action.
   - When M(secure_endpoint.tetra.tetra_report) ran, its counts are used (they include merged reports and
-    verdicts recomputed against the fleet's highest version) and the report's paths are printed.
+    verdicts recomputed against the fleet's highest version), its action plan is printed first (one line per
+    group of hosts sharing a cause and an attribute, with the owning team and the action once) and the
+    report's paths are printed. Without a report the plan groups the collected verdicts by cause.
+  - Importing this plugin imports the libraries of the winrm and psrp connection plugins (pywinrm, requests,
+    pyspnego, pypsrp) once in the controller's main process, so forked workers inherit them instead of
+    importing them again for every host and task (a large share of the controller CPU of ad hoc runs).
   - An aggregate callback, so it prints beside any stdout callback, AWX's included. It must be enabled.
 version_added: 1.0.0
 author:
@@ -30,9 +35,9 @@ options:
     env:
       - name: TETRA_SUMMARY_MAX_HOSTS
   action_width:
-    description: Action text longer than this many characters is shortened in the table.
+    description: Action text longer than this many characters is shortened in the table; V(0) prints actions in full.
     type: int
-    default: 100
+    default: 0
     ini:
       - section: callback_tetra_summary
         key: action_width
@@ -52,10 +57,32 @@ EXAMPLES = r'''
 # or: ANSIBLE_CALLBACKS_ENABLED=secure_endpoint.tetra.tetra_summary ansible-playbook secure_endpoint.tetra.diagnose
 '''
 
+import importlib
 import typing as t
 from collections.abc import Mapping
 
 from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
+
+# Loaded once here, in the parent process, the connection libraries are inherited by every forked worker
+# instead of being imported again per host and task (pywinrm/requests/pyspnego cost about 0.35 s CPU each time).
+PRELOAD_MODULES = ('winrm', 'winrm.protocol', 'requests', 'requests_ntlm', 'spnego', 'pypsrp.client', 'xmltodict')
+
+
+def preload(names: t.Iterable[str] = PRELOAD_MODULES) -> list[str]:
+    """Import what is installed of ``names``; returns the names imported."""
+    loaded = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional library: the connection plugin that needs it reports its absence
+            continue
+        loaded.append(name)
+    return loaded
+
+
+PRELOADED = preload()
 
 STATUS_ORDER = ('failing', 'unreachable', 'unknown', 'not_installed', 'stale', 'ok')
 _AUTH_WORDS = ('401', 'credentials were rejected', 'unauthorized', 'unauthorised', 'authentication failed',
@@ -84,8 +111,9 @@ def unreachable_cause(message: str) -> str:
 
 
 def shorten(text: t.Any, width: int) -> str:
+    """One line; cut to ``width`` characters when ``width`` is positive."""
     value = ' '.join(str(text or '').split())
-    return value if len(value) <= width else value[:max(width - 3, 1)] + '...'
+    return value if width <= 0 or len(value) <= width else value[:max(width - 3, 1)] + '...'
 
 
 def count_rows(rows: dict[str, dict[str, t.Any]]) -> tuple[dict[str, int], dict[str, int]]:
@@ -144,7 +172,8 @@ class CallbackModule(CallbackBase):
         if isinstance(verdict, Mapping) and verdict.get('status'):
             self.rows[result_host(result)] = {
                 'status': str(verdict['status']), 'cause': str(verdict.get('cause') or 'unknown'),
-                'action': verdict.get('action') or verdict.get('summary') or ''}
+                'action': verdict.get('action') or verdict.get('summary') or '',
+                'remediable': bool(verdict.get('remediable'))}
 
     # --- printing ---
 
@@ -157,6 +186,7 @@ class CallbackModule(CallbackBase):
     def summary_lines(self) -> list[str]:
         by_status, by_cause, action_rows, total = self._figures()
         lines = ['', 'TETRA SUMMARY (%d hosts) %s' % (total, '*' * 50)]
+        lines += self._plan_lines()
         lines += table(('status', 'hosts'), [(s, by_status[s]) for s in sorted(by_status, key=rank) if by_status[s]])
         lines.append('')
         causes = sorted(by_cause.items(), key=lambda item: (-item[1], item[0]))
@@ -166,6 +196,24 @@ class CallbackModule(CallbackBase):
             lines.append('')
             lines += ['report %s: %s' % (name, path) for name, path in sorted(self.report['paths'].items())]
         return lines
+
+    def _plan_lines(self) -> list[str]:
+        """The action plan: the report's (grouped by shared attributes) or the verdicts grouped by cause."""
+        if self.report is not None:
+            plan = [group for group in self.report.get('plan') or [] if isinstance(group, Mapping)]
+        else:
+            records = [dict(row, host=host) for host, row in self.rows.items()]
+            plan = _plan.build_plan(records, status_order=STATUS_ORDER)
+        if not plan:
+            return []
+        lines = ['Action plan (%d groups, one action each):' % len(plan)]
+        limit = int(self.get_option('max_hosts'))
+        for group in plan[:limit]:
+            lines.append('  ' + str(group.get('text') or _plan.sentence(dict(group))))
+            lines.append('      action: %s' % shorten(group.get('action'), int(self.get_option('action_width'))))
+        if len(plan) > limit:
+            lines.append('  ... and %d more groups: see the report' % (len(plan) - limit))
+        return lines + ['']
 
     def _figures(self) -> tuple[dict[str, int], dict[str, int], list[dict[str, t.Any]], int]:
         """Counts and hosts needing action: the report's when it ran, else the collected verdicts."""

@@ -21,6 +21,11 @@ description:
   - The files are C(report.json) (format 1, see C(docs/evidence.md)), C(report.csv), C(report.md) and
     C(report.html), a self-contained page (inline CSS, JavaScript and SVG; no external assets) with counts by
     status and cause, charts, and a sortable, filterable host table with each host's evidence and action.
+  - The report starts with an action plan (RV(plan), C(plan) in C(report.json)), which groups the hosts that need action
+    by cause, by what they share (same proxy, DNS servers, update server, intercepting issuer, policy
+    or /24 subnet of their inventory address) and by owning team, each group with its action once. The DNS
+    servers of a host are read from its saved evidence (C(evidence_dir) of M(secure_endpoint.tetra.tetra_diagnose)).
+  - The report also records the run (inventory, ansible-core and collection versions, start time, duration).
 version_added: 1.0.0
 author:
   - Secure Endpoint TETRA collection maintainers (@secure-endpoint-tetra)
@@ -70,6 +75,21 @@ options:
     default: 'TETRA definitions: fleet report'
   needs_action_limit:
     description: At most this many hosts are listed in RV(needs_action) (the report files list all of them).
+    type: int
+    default: 100
+  teams:
+    description:
+      - Owning team per cause for the action plan (RV(plan)), overriding the collection's default
+        (V(network), V(proxy), V(security), V(console), V(endpoint)); keys are causes, values team names.
+    type: dict
+    default: {}
+  started:
+    description:
+      - When the run started (UTC, C(YYYY-MM-DDTHH:MM:SSZ)), for the report's run metadata (start time and duration).
+        The roles set it.
+    type: str
+  lines_limit:
+    description: At most this many hosts are listed in RV(lines), most urgent first.
     type: int
     default: 100
 attributes:
@@ -179,6 +199,28 @@ stats:
   sample: {"format": 1, "total": 3, "ok": 1, "needs_action": 2, "by_status": {"ok": 1, "failing": 1, "unreachable": 1},
            "by_cause": {"up_to_date": 1}, "report_dir": "/tmp/r", "html": "/tmp/r/report.html", "json": "/tmp/r/report.json",
            "generated_at": "2026-11-28T02:31:00Z"}
+plan:
+  description:
+    - The action plan, largest group first. Each group has C(cause), C(status), C(team), C(team_label), C(action)
+      (once), C(remediable), C(shared) (C(attribute), C(label), C(value), or null when the hosts share nothing
+      known), C(hosts), C(count) and C(text), one sentence such as
+      "dns_resolution_failed, 37 hosts, all using DNS servers 10.0.0.53 -> network/firewall team".
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"cause": "proxy_auth_failed", "team": "proxy", "count": 2, "hosts": ["ep-1", "ep-2"],
+            "shared": {"attribute": "proxy", "label": "proxy", "value": "proxy.corp.example:8080"}}]
+run:
+  description: Run metadata recorded in the report (C(inventory), C(ansible_core), C(collection), C(started), C(finished), C(duration_s)).
+  returned: success
+  type: dict
+lines:
+  description:
+    - The fleet table (host, status, cause, short action, most urgent first, at most O(lines_limit) hosts), the
+      action plan and the report path as text lines; the roles print them with M(ansible.builtin.debug).
+  returned: success
+  type: list
+  elements: str
 msg:
   description: One line naming the host count and the HTML report.
   returned: success

@@ -18,6 +18,7 @@ import os
 import re
 import typing as t
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import STATUS_ORDER, page
 
 REPORT_FORMAT = 1
@@ -28,6 +29,7 @@ CSV_FIELDS = ('host', 'status', 'cause', 'summary', 'action', 'remediable', 'con
               'latest_source', 'behind', 'last_success', 'age_hours', 'endpoint_ms', 'round_trip_ms',
               'checked_at', 'evidence', 'secondary')
 STATS_NEEDS_ACTION_LIMIT = 100
+STATS_PLAN_LIMIT = 20
 
 _AUTH_FAILURE = re.compile(r'\b401\b|credentials were rejected|unauthori[sz]ed|authentication failed|'
                            r'authentication error|logon failure|access is denied', re.I)
@@ -56,7 +58,7 @@ def empty_record(host: str, status: str, cause: str, summary: str, evidence: lis
     return {
         'host': host, 'status': status, 'cause': cause, 'summary': summary, 'evidence': evidence,
         'action': action, 'remediable': False, 'secondary': [], 'versions': {}, 'last_success': None,
-        'age_hours': None, 'timings': {}, 'checked_at': checked_at,
+        'age_hours': None, 'timings': {}, 'checked_at': checked_at, 'attributes': {},
     }
 
 
@@ -192,16 +194,24 @@ def _recompute(result: dict[str, t.Any], fleet_max: int, diagnose_fn: DiagnoseFn
     return dict(result, verdict=verdict, freshness=freshness)
 
 
-def build_records(hosts: list[str], results: dict[str, t.Any], checked_at: str | None = None) -> list[Record]:
-    """One record per host, in the order given, duplicates dropped."""
+def build_records(hosts: list[str], results: dict[str, t.Any], checked_at: str | None = None,
+                  addresses: dict[str, t.Any] | None = None) -> list[Record]:
+    """One record per host, in the order given, duplicates dropped.
+
+    Each record gets ``attributes``: what the host may share with others (proxy, DNS servers, update
+    server, intercepting issuer, policy, /24 subnet of its inventory address in ``addresses``).
+    """
     checked_at = checked_at or utc_now()
+    addresses = addresses or {}
     seen: set[str] = set()
     records = []
     for host in hosts:
         if host in seen:
             continue
         seen.add(host)
-        records.append(record_from_result(host, results.get(host), checked_at))
+        record = record_from_result(host, results.get(host), checked_at)
+        record['attributes'] = _plan.attributes(results.get(host), addresses.get(host))
+        records.append(record)
     return records
 
 
@@ -269,12 +279,59 @@ def needs_action_rows(records: list[Record], limit: int | None = None) -> list[d
 
 
 def build_document(records: list[Record], meta: dict[str, t.Any]) -> dict[str, t.Any]:
-    """The JSON report: format, generation data, summary and one record per host (sorted by host)."""
+    """The JSON report: format, generation data, run metadata, action plan, summary and one record per host."""
     records = sorted(records, key=lambda r: str(r['host']))
     return {'format': REPORT_FORMAT, 'generated_at': meta.get('generated_at') or utc_now(),
             'title': meta.get('title') or 'TETRA definitions: fleet report',
             'sources': list(meta.get('sources') or []), 'fleet_max_version': meta.get('fleet_max_version'),
+            'run': run_metadata(meta.get('run')),
+            'plan': _plan.build_plan(records, meta.get('teams'), STATUS_ORDER),
             'summary': summarize(records), 'hosts': records}
+
+
+RUN_FIELDS = ('inventory', 'ansible_core', 'collection', 'started', 'finished', 'duration_s', 'check_mode', 'limit')
+
+
+def run_metadata(run: t.Any) -> dict[str, t.Any]:
+    """Where and how the report was made: inventory, versions, start time and duration (missing ones None)."""
+    run = dict(run) if isinstance(run, dict) else {}
+    data = {name: run.get(name) for name in RUN_FIELDS}
+    started, finished = _parse_time(data['started']), _parse_time(data['finished'])
+    if data['duration_s'] is None and started and finished:
+        data['duration_s'] = max(int((finished - started).total_seconds()), 0)
+    return data
+
+
+def short_action(text: t.Any, width: int = 70) -> str:
+    """The first sentence of an action, at most ``width`` characters."""
+    value = ' '.join(str(text or '').split())
+    first = re.split(r'(?<=[.;:])\s|\s\(', value, maxsplit=1)[0].rstrip('.;:')
+    return first if len(first) <= width else first[:width - 3].rstrip() + '...'
+
+
+def fleet_lines(document: dict[str, t.Any], paths: dict[str, str], folder: str, limit: int = 100,
+                plan_limit: int = 10) -> list[str]:
+    """The fleet table (host, status, cause, short action), the action plan and the report path, as text lines.
+
+    Printed by the roles in the playbooks' default output; the most urgent hosts first, at most ``limit``.
+    """
+    summary = document['summary']
+    ordered = by_urgency(document['hosts'])
+    rows = [(r['host'], r['status'], r['cause'], '' if r['status'] == 'ok' else short_action(r.get('action')))
+            for r in ordered[:limit]]
+    cells = [('HOST', 'STATUS', 'CAUSE', 'ACTION')] + [tuple('' if c is None else str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(3)]
+    lines = ['TETRA fleet: %d hosts, %d ok, %d need action' % (summary['total'], summary['ok'], summary['needs_action'])]
+    lines += ['  '.join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3]]).rstrip()
+              for row in cells]
+    if len(ordered) > limit:
+        rest = ordered[limit:]
+        lines.append('... and %d more hosts (%d ok): see the report' % (len(rest), sum(1 for r in rest if r['status'] == 'ok')))
+    if document.get('plan'):
+        lines += ['', 'ACTION PLAN (%d groups, one action each):' % len(document['plan'])]
+        lines += _plan.plan_lines(document['plan'], plan_limit)
+    lines += ['', 'Report: %s' % (paths.get('html') or paths.get('json') or folder)]
+    return lines
 
 
 def render_json(document: dict[str, t.Any]) -> str:
@@ -321,11 +378,28 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[t.Any, ...]]) -> list[st
     return lines
 
 
+def _md_run(run: dict[str, t.Any]) -> str:
+    parts = ['%s %s' % (label, _md(run.get(name))) for name, label in (
+        ('inventory', 'inventory'), ('ansible_core', 'ansible-core'), ('collection', 'collection'),
+        ('started', 'started'), ('duration_s', 'duration (s)')) if run.get(name) not in (None, '', [])]
+    return ('Run: %s.' % '; '.join(parts)) if parts else ''
+
+
 def render_markdown(document: dict[str, t.Any]) -> str:
     summary = document['summary']
     lines = ['# %s' % _md(document['title']), '',
              'Generated %s: %d hosts, %d ok, %d need action.' % (
                  _md(document['generated_at']), summary['total'], summary['ok'], summary['needs_action']), '']
+    run = _md_run(document.get('run') or {})
+    if run:
+        lines += [run, '']
+    plan = document.get('plan') or []
+    if plan:
+        lines += ['## Action plan', '', 'One action per group of hosts that share the cause and what they have in common.', '']
+        lines += _md_table(('cause', 'hosts', 'shared', 'team', 'action', 'host names'),
+                           [(g['cause'], g['count'], '%s %s' % (g['shared']['label'], g['shared']['value']) if g.get('shared') else '',
+                             g['team_label'], g['action'], ', '.join(g['hosts'])) for g in plan])
+        lines += ['', '## Summary', '']
     lines += _md_table(('status', 'hosts'), [(s, n) for s, n in summary['by_status'].items() if n])
     lines += ['']
     lines += _md_table(('cause', 'hosts'), list(summary['by_cause'].items()))
@@ -368,4 +442,6 @@ def stats_summary(document: dict[str, t.Any], paths: dict[str, str], folder: str
         'ok': summary['ok'], 'needs_action': summary['needs_action'],
         'by_status': {status: count for status, count in summary['by_status'].items() if count},
         'by_cause': summary['by_cause'], 'report_dir': folder, 'html': paths.get('html'), 'json': paths.get('json'),
+        'plan': [{'cause': g['cause'], 'team': g['team'], 'count': g['count'], 'shared': g['shared'], 'text': g['text']}
+                 for g in (document.get('plan') or [])[:STATS_PLAN_LIMIT]],
     }

@@ -11,6 +11,9 @@
 2. Concurrent vs sequential probes on the hosts whose network is dead (firewall, revocation, proxy):
    endpoint time per host as the evidence reports it.
 3. With --scale: the 500-endpoint fleet at forks=50, hosts per minute.
+4. With --controller: controller CPU (user+sys of ansible and its workers) per host on 99 endpoints of the
+   500-endpoint fleet: ad hoc ``raw`` with the tetra_summary callback (connection libraries imported once
+   in the parent) vs without, and playbooks/diagnose.yml vs a one-task ``raw`` playbook.
 Prints a Markdown table; numbers are medians of --repeat runs. Not part of `make test` (no timed
 assertions anywhere); run it with `make bench`.
 """
@@ -18,6 +21,7 @@ assertions anywhere); run it with `make bench`.
 from __future__ import annotations
 
 import argparse
+import resource
 import json
 import os
 import statistics
@@ -120,13 +124,72 @@ def bench_scale(env: dict[str, str]) -> list[str]:
         return ['| scale500 (%d hosts), forks 50 | %d verdicts in %.0f s | %.0f hosts/minute |' % (len(lab.hosts), done, wall, done / wall * 60)]
 
 
+RAW_PLAY = '''
+- hosts: windows
+  gather_facts: false
+  tasks:
+    - ansible.builtin.raw: hostname
+'''
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall s, controller CPU s of the command and every process it forked)."""
+    cpu, started = _children_cpu(), time.monotonic()
+    subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, check=False, timeout=1800)
+    return time.monotonic() - started, _children_cpu() - cpu
+
+
+def bench_controller(repeat: int, env: dict[str, str], limit: str = 'ep-0*') -> list[str]:
+    bindir = os.path.dirname(sys.executable)
+    plain = {k: v for k, v in env.items() if k != 'ANSIBLE_CALLBACKS_ENABLED'}
+    with_cb = dict(plain, ANSIBLE_CALLBACKS_ENABLED='secure_endpoint.tetra.tetra_summary')
+    rows = []
+    with Lab(os.path.join(FLEETS, 'scale500.yml')) as lab:
+        hosts = len([h for h in lab.hosts if h.startswith(limit.rstrip('*'))])
+        adhoc = [os.path.join(bindir, 'ansible'), 'windows', '-i', lab.inventory_path, '-f', '25', '--limit', limit, '-m', 'raw', '-a', 'hostname']
+        res: dict[str, list[tuple[float, float]]] = {'cb': [], 'plain': [], 'diag': [], 'raw': []}
+        with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
+            handle.write(RAW_PLAY)
+        report = tempfile.mkdtemp()
+        diagnose = [os.path.join(bindir, 'ansible-playbook'), '-i', lab.inventory_path, '-f', '50', '--limit', limit,
+                    os.path.join(REPO_ROOT, 'playbooks', 'diagnose.yml'), '-e', 'tetra_latest_version=90606', '-e', 'tetra_report_dir=' + report]
+        raw_play = [os.path.join(bindir, 'ansible-playbook'), '-i', lab.inventory_path, '-f', '50', '--limit', limit, handle.name]
+        for dummy in range(repeat):
+            res['cb'].append(measured(adhoc, with_cb))
+            res['plain'].append(measured(adhoc, plain))
+            res['diag'].append(measured(diagnose, plain))
+            res['raw'].append(measured(raw_play, plain))
+        os.unlink(handle.name)
+    med = {k: (statistics.median(w for w, c in v), statistics.median(c for w, c in v)) for k, v in res.items()}
+    rows.append('| ad hoc raw, %d hosts, forks 25 | tetra_summary enabled (libraries preloaded): %.1f CPU-s, %.1f s wall | '
+                'no callback: %.1f CPU-s, %.1f s wall (%.2fx CPU) |'
+                % (hosts, med['cb'][1], med['cb'][0], med['plain'][1], med['plain'][0], med['plain'][1] / max(med['cb'][1], 1e-9)))
+    rows.append('| controller CPU per host, %d hosts, forks 50 | diagnose.yml: %.3f CPU-s/host, %.1f s wall | '
+                'one-task raw playbook: %.3f CPU-s/host, %.1f s wall (ratio %.2f) |'
+                % (hosts, med['diag'][1] / hosts, med['diag'][0], med['raw'][1] / hosts, med['raw'][0], med['diag'][1] / max(med['raw'][1], 1e-9)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--scale', action='store_true', help='also run the 500-endpoint fleet')
+    parser.add_argument('--controller', action='store_true', help='also measure controller CPU (callback preload, diagnose.yml vs raw)')
+    parser.add_argument('--only-controller', action='store_true', help='run only the controller CPU measurements')
     args = parser.parse_args()
     env = environment()
-    rows = ['| case | variant | baseline |', '|---|---|---|'] + bench_catalog(args.repeat, env)
+    rows = ['| case | variant | baseline |', '|---|---|---|']
+    if args.only_controller:
+        print('\n'.join(rows + bench_controller(args.repeat, env)))
+        return
+    rows += bench_catalog(args.repeat, env)
+    if args.controller:
+        rows += bench_controller(args.repeat, env)
     if args.scale:
         rows += bench_scale(env)
     print('\n'.join(rows))

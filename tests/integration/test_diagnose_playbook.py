@@ -125,6 +125,43 @@ def browser(args: list[str], profile: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
+# Appended to a copy of the report: interacts like a user and writes what it saw into the DOM.
+PROBE = """
+<script>(function(){
+  function shown(){return document.querySelectorAll('#host-table tbody tr:not(.hidden)').length;}
+  var out={width:window.innerWidth,scroll_width:document.documentElement.scrollWidth,
+           charts:Array.prototype.map.call(document.querySelectorAll('.charts svg'),function(s){
+             return Math.ceil(s.getBoundingClientRect().right);})};
+  var bar=document.querySelector('#chart-cause .bar[data-label="%(cause)s"]');
+  bar.dispatchEvent(new MouseEvent('click',{bubbles:true}));out.after_cause_click=shown();
+  document.getElementById('clear').click();
+  var f=document.getElementById('filter');f.value='%(hidden)s';f.dispatchEvent(new Event('input'));
+  out.search_hidden_text=shown();f.value='%(host)s';f.dispatchEvent(new Event('input'));out.search_host=shown();
+  document.getElementById('clear').click();
+  var th=document.querySelectorAll('#host-table th')[8];th.click();
+  out.age_ascending=Array.prototype.map.call(document.querySelectorAll('#host-table tbody tr'),function(r){
+    return r.cells[8].getAttribute('data-sort');});
+  th.click();out.age_descending=Array.prototype.map.call(document.querySelectorAll('#host-table tbody tr'),function(r){
+    return r.cells[8].getAttribute('data-sort');});
+  var pre=document.createElement('pre');pre.id='probe';pre.textContent=JSON.stringify(out);document.body.appendChild(pre);
+})();</script>
+"""
+
+
+def probe_page(report_dir: str, folder: t.Any, width: int, **values: str) -> dict[str, t.Any]:
+    """Load a copy of report.html with PROBE at ``width`` px; returns what the probe recorded."""
+    with open(os.path.join(report_dir, 'report.html'), encoding='utf-8') as handle:
+        page = handle.read()
+    path = os.path.join(str(folder), 'probe-%d.html' % width)
+    with open(path, 'w', encoding='utf-8') as handle:
+        handle.write(page.replace('</body></html>', PROBE % values + '</body></html>'))
+    dom = browser(['--window-size=%d,2000' % width, '--virtual-time-budget=3000', '--dump-dom', 'file://' + path],
+                  os.path.join(str(folder), 'profile-probe-%d' % width)).stdout
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, 'the probe did not run at %d px: %s' % (width, dom[-2000:])
+    return json.loads(found.group(1).replace('&quot;', '"').replace('&amp;', '&'))
+
+
 def test_html_report_renders_in_chromium(catalog_run: Run, lab_catalog: t.Any, tmp_path: t.Any) -> None:
     html_path = os.path.join(catalog_run.report_dir, 'report.html')
     url = 'file://' + html_path
@@ -138,12 +175,66 @@ def test_html_report_renders_in_chromium(catalog_run: Run, lab_catalog: t.Any, t
     for status, count in catalog_run.report['summary']['by_status'].items():
         assert '<span class="count" id="count-%s">%d</span>' % (status, count) in dom
     assert '<svg id="chart-status"' in dom and '<svg id="chart-cause"' in dom
+    # Run metadata, the plan first, a remediable column.
+    run = catalog_run.report['run']
+    assert run['ansible_core'] and run['collection'] and run['started'] and run['duration_s'] is not None
+    assert run['inventory'] == lab_catalog.inventory
+    for name in ('inventory', 'ansible_core', 'collection', 'started', 'duration_s'):
+        assert 'data-run="%s"' % name in dom, name
+    assert dom.index('id="plan"') < dom.index('id="summary"') < dom.index('id="host-table"')
+    assert dom.count('class="plan-group"') == len(catalog_run.report['plan'])
+    assert '<th data-type="text">Remediable</th>' in dom
+    remediable = sorted(host for host, record in catalog_run.rows.items() if record['remediable'])
+    assert remediable and len(re.findall(r'<td class="remediable" data-sort="yes">', dom)) == len(remediable)
     os.makedirs(OUTPUT_DIR, exist_ok=True)
-    screenshot = os.path.join(OUTPUT_DIR, 'report.png')
-    if os.path.exists(screenshot):
-        os.remove(screenshot)
-    browser(['--window-size=1400,2200', '--screenshot=%s' % screenshot, url], str(tmp_path / 'profile2'))
-    assert os.path.exists(screenshot) and os.path.getsize(screenshot) > 10000
+    for width in (1280, 400):
+        screenshot = os.path.join(OUTPUT_DIR, 'report-%d.png' % width)
+        if os.path.exists(screenshot):
+            os.remove(screenshot)
+        browser(['--window-size=%d,2400' % width, '--screenshot=%s' % screenshot, url], str(tmp_path / ('shot%d' % width)))
+        assert os.path.exists(screenshot) and os.path.getsize(screenshot) > 10000, screenshot
+
+
+def test_html_report_interactions_at_both_widths(catalog_run: Run, tmp_path: t.Any) -> None:
+    """Cause chart filters, search ignores hidden evidence, empty ages sort last, no sideways scroll at 400 px."""
+    rows = catalog_run.rows
+    cause = 'dns_resolution_failed'
+    with_cause = sum(1 for record in rows.values() if record['cause'] == cause)
+    # An evidence line is inside a closed <details>: not a visible field, so searching it finds nothing.
+    hidden = 'schannel'
+    assert any(hidden in ' '.join(r['evidence']).lower() for r in rows.values())
+    assert not any(hidden in ' '.join(str(r.get(k) or '') for k in ('host', 'cause', 'summary')).lower() for r in rows.values())
+    host = 'tls_interception' if 'tls_interception' in rows else sorted(rows)[0]
+    for width in (1280, 400):
+        seen = probe_page(catalog_run.report_dir, tmp_path, width, cause=cause, hidden=hidden, host=host)
+        assert seen['scroll_width'] <= seen['width'], 'the page scrolls sideways at %d px: %s' % (width, seen)
+        assert all(right <= seen['width'] for right in seen['charts']), 'a chart is cut at %d px: %s' % (width, seen)
+        assert seen['after_cause_click'] == with_cause, seen
+        assert seen['search_hidden_text'] == 0, seen
+        assert seen['search_host'] >= 1, seen
+        for order in (seen['age_ascending'], seen['age_descending']):
+            filled = [value for value in order if value != '']
+            assert order[:len(filled)] == filled, 'empty ages must sort last: %s' % order
+        assert seen['age_ascending'][:2] != seen['age_descending'][:2]
+
+
+def test_default_output_shows_every_cause_and_the_report(lab_catalog: t.Any, ansible_env: dict[str, str],
+                                                         run_playbook: t.Callable[..., t.Any], tmp_path: t.Any) -> None:
+    """No callback, no configuration: the play itself ends with the fleet table, the plan and the report path."""
+    env = {key: value for key, value in ansible_env.items() if key != 'ANSIBLE_CALLBACKS_ENABLED'}
+    report_dir = str(tmp_path / 'report')
+    extra = {'tetra_report_dir': report_dir, 'tetra_latest_fetch': False}
+    done = run_playbook(['-i', lab_catalog.inventory, PLAYBOOK, '-e', json.dumps(extra)], env, 'diagnose-default-output.log')
+    assert done.returncode == 0, done.stdout[-3000:]
+    out = done.stdout
+    assert 'TETRA SUMMARY' not in out, 'the callback was not enabled: the table must come from the play itself'
+    report = read_json(os.path.join(report_dir, 'report.json'))
+    lines = [' '.join(line.strip().strip('",').split()) for line in out.splitlines()]
+    for record in report['hosts']:
+        assert any(line.startswith('%s %s %s' % (record['host'], record['status'], record['cause'])) for line in lines), record['host']
+    assert 'Report: %s' % os.path.join(report_dir, 'report.html') in out
+    assert 'ACTION PLAN (%d groups, one action each):' % len(report['plan']) in out
+    assert out.index('ACTION PLAN') < out.index('PLAY RECAP')
 
 
 def test_fail_on_gate_fails_the_play(catalog_run: Run, lab_catalog: t.Any, ansible_env: dict[str, str],

@@ -50,6 +50,10 @@ class Command:
     bytes_in: int = 0
     bytes_out: int = 0
     logged: bool = False
+    # A psrp pipeline (tests/lab/psrp.py): no command line, a script and its pipeline input lines.
+    script: str | None = None
+    input_lines: list[str] | None = None
+    log_extra: dict[str, t.Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -69,6 +73,8 @@ class WinRS:
         self.fault_counts: dict[str, int] = {}
         culture = state.scenario['host']['culture']
         self.lang = culture if culture else 'en-US'
+        from .psrp import PowerShellRemoting  # pylint: disable=import-outside-toplevel  (psrp builds on this module)
+        self.psrp = PowerShellRemoting(self)
 
     @property
     def machine(self) -> str:
@@ -79,6 +85,8 @@ class WinRS:
         injected = self.injected_500(request.action)
         if injected is not None:
             return 500, injected
+        if self.psrp.serves(request):
+            return self.psrp.handle(request, caller, size_in)
         if request.action == 'create':
             return 200, self.create(request, caller)
         shell = self.shells.get(request.shell_id or '')
@@ -137,7 +145,12 @@ class WinRS:
         if entry.execution is not None:
             return
         entry.started = time.time()
-        execution = CommandRunner(self.state, entry.caller.user).run(entry.command, entry.arguments, bytes(entry.stdin))
+        runner = CommandRunner(self.state, entry.caller.user)
+        if entry.script is not None:
+            self.state.count('commands')
+            execution = runner.run_script(entry.script, list(entry.input_lines or []))
+        else:
+            execution = runner.run(entry.command, entry.arguments, bytes(entry.stdin))
         entry.execution = execution
         scale = self.state.time_scale
         entry.done_at = float('inf') if execution.hang else entry.started + execution.seconds * scale
@@ -151,23 +164,30 @@ class WinRS:
                                     'The Windows Remote Shell received a request to perform an operation on a command identifier '
                                     'that does not exist. ', self.lang)
         entry.bytes_in += size_in
+        timed_out = self.await_done(entry, request)
+        if timed_out is not None:
+            return 500, timed_out
+        execution = t.cast(Execution, entry.execution)
+        body = wsman.receive_response(request, entry.command_id, execution.stdout, execution.stderr, execution.exit_code, self.lang)
+        entry.bytes_out += len(body)
+        self.record(entry, execution.exit_code, signalled=False)
+        return 200, body
+
+    def await_done(self, entry: Command, request: wsman.WsRequest) -> bytes | None:
+        """A Receive for a command: reset fault, start it, wait until it is done or the OperationTimeout fault (returned)."""
         plan = self.state.scenario['faults']['reset_receive']
         if plan and self.should_fire('reset_receive', int(plan.get('times', 0))):
             self.state.count('resets')
             self.start(entry)
             raise ResetConnection()
         self.start(entry)
-        execution = t.cast(Execution, entry.execution)
         wait = min(entry.done_at, time.time() + request.operation_timeout_s) - time.time()
         if wait > 0:
             time.sleep(wait)
         if time.time() < entry.done_at:
             self.state.count('operation_timeouts')
-            return 500, wsman.timeout_fault(request.message_id, self.machine, self.lang)
-        body = wsman.receive_response(request, entry.command_id, execution.stdout, execution.stderr, execution.exit_code, self.lang)
-        entry.bytes_out += len(body)
-        self.record(entry, execution.exit_code, signalled=False)
-        return 200, body
+            return wsman.timeout_fault(request.message_id, self.machine, self.lang)
+        return None
 
     def signal(self, request: wsman.WsRequest, shell: Shell, caller: Caller, size_in: int) -> tuple[int, bytes]:
         entry = shell.commands.pop(request.command_id() or '', None)
@@ -200,6 +220,7 @@ class WinRS:
             'started': _iso(entry.created), 'finished': _iso(finished), 'duration_ms': int((finished - entry.created) * 1000),
             'bytes_in': entry.bytes_in, 'bytes_out': entry.bytes_out, 'exit_code': exit_code, 'signalled': signalled,
             'stdout_bytes': len(execution.stdout) if execution else 0, 'stderr_bytes': len(execution.stderr) if execution else 0,
+            **entry.log_extra,
         })
 
 

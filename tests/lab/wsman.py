@@ -69,6 +69,7 @@ class WsRequest:
     shell_id: str | None
     body: ET.Element
     root: ET.Element
+    resource_uri: str = ''
 
     def find(self, path: str) -> ET.Element | None:
         return self.body.find(path, NS)
@@ -124,6 +125,7 @@ def parse_request(data: bytes) -> WsRequest:
         shell_id=selector.text.strip() if selector is not None and selector.text else None,
         body=body,
         root=root,
+        resource_uri=_text(header, 'w:ResourceURI'),
     )
 
 

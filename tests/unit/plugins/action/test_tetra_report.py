@@ -154,3 +154,31 @@ def test_registered_lookup_tolerates_odd_hostvars() -> None:
     assert tetra_report.registered({}, 'a', 'v') is None
     assert tetra_report.registered({'a': {'v': 'text'}}, 'a', 'v') is None
     assert tetra_report.registered({'a': {'v': {'x': 1}}}, 'a', 'v') == {'x': 1}
+
+
+def test_plan_run_metadata_and_lines(tmp_path: t.Any) -> None:
+    task_vars = {'hostvars': dict(hostvars(), **{'dns-2': {'ansible_host': '10.1.2.4', 'tetra_diagnosis': {
+        'verdict': verdict('failing', 'dns_resolution_failed')}}}), 'ansible_inventory_sources': ['/inv/prod.ini'],
+        'ansible_check_mode': False}
+    task_vars['hostvars']['dns-1'] = dict(task_vars['hostvars']['dns-1'], ansible_host='10.1.2.3')
+    result = make_action({'hosts': ['ok-1', 'dns-1', 'dns-2', 'pw-1'], 'dest': str(tmp_path), 'started': '2026-11-28T02:00:00Z',
+                          'teams': {'authentication_failed': 'windows-admins'}}).run(task_vars=task_vars)
+    groups = {g['cause']: g for g in result['plan']}
+    assert groups['dns_resolution_failed']['hosts'] == ['dns-1', 'dns-2']
+    assert groups['dns_resolution_failed']['shared'] == {'attribute': 'subnet', 'label': 'subnet', 'value': '10.1.2.0/24'}
+    assert groups['authentication_failed']['team'] == 'windows-admins'
+    run = result['run']
+    assert run['inventory'] == '/inv/prod.ini' and run['started'] == '2026-11-28T02:00:00Z' and run['duration_s'] is not None
+    assert run['ansible_core'] and run['collection'] == tetra_report.collection_version()
+    assert result['lines'][0] == 'TETRA fleet: 4 hosts, 1 ok, 3 need action'
+    assert result['lines'][-1] == 'Report: %s' % os.path.join(str(tmp_path), 'report.html')
+    data = json.loads((tmp_path / 'report.json').read_text())
+    assert data['plan'] == result['plan'] and data['run']['inventory'] == '/inv/prod.ini'
+
+
+def test_collection_version_from_manifest_or_galaxy_yml(tmp_path: t.Any) -> None:
+    (tmp_path / 'galaxy.yml').write_text('namespace: x\nversion: 2.3.4\n')
+    assert tetra_report.collection_version(str(tmp_path)) == '2.3.4'
+    (tmp_path / 'MANIFEST.json').write_text(json.dumps({'collection_info': {'version': '9.9.9'}}))
+    assert tetra_report.collection_version(str(tmp_path)) == '9.9.9'
+    assert tetra_report.collection_version(str(tmp_path / 'none')) is None

@@ -136,3 +136,35 @@ def test_silent_without_verdicts(callback: tuple[CallbackModule, Capture]) -> No
     plugin.v2_runner_on_ok(make_result('a', {'changed': False}))
     plugin.v2_playbook_on_stats(MagicMock())
     assert display.lines == []
+
+
+def test_plan_from_the_report_is_printed_first_with_full_actions(callback: tuple[CallbackModule, Capture]) -> None:
+    plugin, display = callback
+    action = 'Check the proxy credentials (user and password in the policy\'s proxy settings). ' * 3
+    report = {'report_format': 1, 'paths': {'html': '/r/report.html'},
+              'summary': {'total': 40, 'by_status': {'failing': 37, 'ok': 3}, 'by_cause': {'dns_resolution_failed': 37}},
+              'needs_action': [],
+              'plan': [{'cause': 'dns_resolution_failed', 'team': 'network', 'count': 37, 'action': action,
+                        'text': 'dns_resolution_failed: 37 hosts, all using DNS servers 10.0.0.53 -> network/firewall team'}]}
+    plugin.v2_runner_on_ok(make_result('localhost', report))
+    plugin.v2_playbook_on_stats(MagicMock())
+    lines = display.lines
+    start = lines.index('Action plan (1 groups, one action each):')
+    assert lines[start + 1] == '  dns_resolution_failed: 37 hosts, all using DNS servers 10.0.0.53 -> network/firewall team'
+    assert lines[start + 2] == '      action: ' + ' '.join(action.split()), 'actions are printed in full by default'
+    assert start < lines.index('report html: /r/report.html')
+
+
+def test_plan_from_collected_verdicts_groups_by_cause(callback: tuple[CallbackModule, Capture]) -> None:
+    plugin, display = callback
+    for host in ('a', 'b', 'c'):
+        plugin.v2_runner_on_ok(make_result(host, verdict('failing', 'tls_interception', 'Exempt the server from TLS inspection.')))
+    plugin.v2_runner_on_ok(make_result('d', verdict('ok', 'up_to_date')))
+    plugin.v2_playbook_on_stats(MagicMock())
+    assert '  tls_interception: 3 hosts -> PKI/security team' in display.lines
+
+
+def test_connection_libraries_are_imported_in_the_parent() -> None:
+    import sys
+    assert 'winrm' in tetra_summary.PRELOADED and 'winrm' in sys.modules
+    assert tetra_summary.preload(['no_such_module_for_tetra', 'json']) == ['json']

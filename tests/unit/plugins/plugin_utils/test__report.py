@@ -282,3 +282,96 @@ def test_default_report_dir_under_cwd() -> None:
     import datetime
     now = datetime.datetime(2026, 11, 28, 2, 31, tzinfo=datetime.timezone.utc)
     assert _report.default_report_dir('/base', now) == '/base/out/tetra-report-20261128T023100Z'
+
+
+# --- action plan, run metadata, fleet lines, HTML features ------------------------------------------
+
+
+def planned_records() -> list[dict[str, t.Any]]:
+    results = {
+        'ok-1': {'verdict': ok_verdict('ok-1')},
+        'pa-1': {'verdict': verdict('pa-1', cause='proxy_auth_failed', action='Check the proxy credentials (user and password).'),
+                 'facts': {'local': {'proxy': {'server': 'proxy-a', 'port': 8080}}}},
+        'pa-2': {'verdict': verdict('pa-2', cause='proxy_auth_failed', action='Check the proxy credentials (user and password).'),
+                 'facts': {'local': {'proxy': {'server': 'proxy-a', 'port': 8080}}}},
+        'st-1': {'verdict': verdict('st-1', 'stale', 'stale_definitions', remediable=True, age_hours=None,
+                                    action='Force an update: sfc.exe -forceupdate. Then re-check.')},
+    }
+    return _report.build_records(sorted(results), results, CHECKED, addresses={'pa-1': '10.0.0.5', 'st-1': '10.0.9.1'})
+
+
+def test_records_carry_attributes_and_the_document_a_plan() -> None:
+    records = planned_records()
+    by_host = {r['host']: r for r in records}
+    assert by_host['pa-1']['attributes'] == {'proxy': 'proxy-a:8080', 'subnet': '10.0.0.0/24'}
+    assert by_host['ok-1']['attributes'] == {}
+    doc = document(records, run={'inventory': 'inv.ini', 'started': '2026-11-28T02:30:00Z', 'finished': '2026-11-28T02:31:05Z'})
+    assert [(g['cause'], g['hosts'], (g['shared'] or {}).get('value')) for g in doc['plan']] == [
+        ('proxy_auth_failed', ['pa-1', 'pa-2'], 'proxy-a:8080'), ('stale_definitions', ['st-1'], '10.0.9.0/24')]
+    assert doc['run']['duration_s'] == 65 and doc['run']['inventory'] == 'inv.ini'
+    assert set(doc['run']) == set(_report.RUN_FIELDS)
+    assert json.loads(_report.render_json(doc))['plan'][0]['team'] == 'proxy'
+    stats = _report.stats_summary(doc, {}, '/r')
+    assert stats['plan'][0] == {'cause': 'proxy_auth_failed', 'team': 'proxy', 'count': 2, 'text': doc['plan'][0]['text'],
+                                'shared': doc['plan'][0]['shared']}
+    assert 'hosts' not in stats['plan'][0], 'the AWX artifact stays small'
+
+
+def test_merged_records_keep_their_attributes(tmp_path: t.Any) -> None:
+    folder = str(tmp_path / 'slice')
+    _report.write_report(folder, document(planned_records()), ['json'])
+    doc = document(_report.merge_records(_report.load_report(folder)))
+    assert doc['plan'][0]['hosts'] == ['pa-1', 'pa-2'] and doc['plan'][0]['shared']['value'] == 'proxy-a:8080'
+
+
+def test_markdown_starts_with_the_plan_and_the_run() -> None:
+    text = _report.render_markdown(document(planned_records(), run={'inventory': 'inv.ini', 'ansible_core': '2.19.14'}))
+    assert 'Run: inventory inv.ini; ansible-core 2.19.14.' in text
+    assert text.index('## Action plan') < text.index('## Summary') < text.index('## Hosts that need action')
+    assert '| proxy_auth_failed | 2 | proxy proxy-a:8080 | proxy team |' in text
+
+
+def test_fleet_lines_table_plan_and_report_path() -> None:
+    doc = document(planned_records())
+    lines = _report.fleet_lines(doc, {'html': '/r/report.html'}, '/r')
+    assert lines[0] == 'TETRA fleet: 4 hosts, 1 ok, 3 need action'
+    assert lines[1].split() == ['HOST', 'STATUS', 'CAUSE', 'ACTION']
+    assert lines[2].split()[:3] == ['pa-1', 'failing', 'proxy_auth_failed'] and lines[2].endswith('Check the proxy credentials')
+    assert lines[5].split() == ['ok-1', 'ok', 'up_to_date']
+    assert 'proxy_auth_failed: 2 hosts, all using proxy proxy-a:8080 -> proxy team' in lines
+    assert lines[-1] == 'Report: /r/report.html'
+    short = _report.fleet_lines(doc, {}, '/r', limit=2)
+    assert '... and 2 more hosts (1 ok): see the report' in short and short[-1] == 'Report: /r'
+
+
+@pytest.mark.parametrize('action, short', [
+    ('Force an update: sfc.exe -forceupdate (playbooks/remediate.yml), then re-check.', 'Force an update'),
+    ('Check the proxy credentials (user and password).', 'Check the proxy credentials'),
+    ('x' * 100, 'x' * 67 + '...'),
+    ('', ''),
+])
+def test_short_action(action: str, short: str) -> None:
+    assert _report.short_action(action) == short
+
+
+def test_html_plan_first_run_metadata_remediable_and_visible_search() -> None:
+    doc = document(planned_records(), run={'inventory': 'inv.ini', 'ansible_core': '2.19.14', 'collection': '1.0.0',
+                                           'started': '2026-11-28T02:30:00Z', 'duration_s': 125})
+    page = _report.page(doc)
+    assert page.index('id="plan"') < page.index('id="summary"') < page.index('id="host-table"')
+    assert page.count('class="plan-group"') == 2 and 'data-hosts="pa-1 pa-2"' in page
+    assert '<dd data-run="duration_s">2 min 05 s</dd>' in page and '<dd data-run="inventory">inv.ini</dd>' in page
+    assert '<th data-type="text">Remediable</th>' in page
+    assert page.count('<td class="remediable" data-sort="yes">') == 1
+    search = re.findall(r'data-search="([^"]*)"', page)
+    assert len(search) == 4 and not any('schannel' in value for value in search), 'evidence is not a visible field'
+    assert any(value.startswith('pa-1 failing proxy_auth_failed') for value in search)
+    assert '<g class="bar" data-label="proxy_auth_failed" role="button"' in page
+    assert 'id="cause-filter"' in page and 'viewBox=' in page
+    # Empty values sort as empty, never as "None".
+    assert 'data-sort="None"' not in page and '>None<' not in page
+
+
+def test_html_without_plan_says_nothing_to_do() -> None:
+    page = _report.page(document([ok_verdict('a') | {'attributes': {}}]))
+    assert 'Nothing to do: every host is up to date.' in page
