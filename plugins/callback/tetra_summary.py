@@ -64,6 +64,7 @@ from collections.abc import Mapping
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import is_auth_failure
 
 # Loaded once here, in the parent process, the connection libraries are inherited by every forked worker
 # instead of being imported again per host and task (pywinrm/requests/pyspnego cost about 0.35 s CPU each time).
@@ -85,8 +86,6 @@ def preload(names: t.Iterable[str] = PRELOAD_MODULES) -> list[str]:
 PRELOADED = preload()
 
 STATUS_ORDER = ('failing', 'unreachable', 'unknown', 'not_installed', 'stale', 'ok')
-_AUTH_WORDS = ('401', 'credentials were rejected', 'unauthorized', 'unauthorised', 'authentication failed',
-               'logon failure')
 
 
 def result_data(result: t.Any) -> Mapping[str, t.Any]:
@@ -106,8 +105,7 @@ def result_host(result: t.Any) -> str:
 
 
 def unreachable_cause(message: str) -> str:
-    text = (message or '').lower()
-    return 'authentication_failed' if any(word in text for word in _AUTH_WORDS) else 'host_unreachable'
+    return 'authentication_failed' if is_auth_failure(message) else 'host_unreachable'
 
 
 def shorten(text: t.Any, width: int) -> str:

@@ -51,7 +51,9 @@ _QUOTE_LIMIT = 400
 # A real document is tens of kB (a read_file chunk about 6 MB): more is a hostile or broken endpoint.
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 
-_AUTH_PATTERNS = re.compile(r'credentials were rejected|failed to authenticate|401|unauthori[sz]ed|authentication (failed|error)|logon failure', re.I)
+# How the winrm, psrp and ssh plugins word a rejected login; the report and the summary use it too.
+AUTH_FAILURE = re.compile(r'\b401\b|credentials were rejected|failed to authenticate|unauthori[sz]ed|authentication (?:failed|error)|'
+                          r'logon failure|access is denied|permission denied', re.I)
 _RESET_PATTERNS = re.compile(r'reset by peer|connection aborted|remotedisconnected|broken pipe|connection reset|10054|forcibly closed', re.I)
 # A transient server error (WinRM service busy, HTTP 500 without a WS-Management fault we act on).
 _TRANSIENT_PATTERNS = re.compile(r'\b50[023]\b|internal server error|service unavailable|bad gateway', re.I)
@@ -157,7 +159,7 @@ def parse_document(rc: int, stdout: bytes | str, stderr: bytes | str) -> dict[st
 def classify_connection_error(exc: Exception) -> str:
     """'auth', 'reset', 'transient' or 'other', from the connection plugin's message."""
     message = to_text(exc)
-    if _AUTH_PATTERNS.search(message):
+    if AUTH_FAILURE.search(message):
         return 'auth'
     if _RESET_PATTERNS.search(message):
         return 'reset'

@@ -19,6 +19,7 @@ import re
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import AUTH_FAILURE
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import STATUS_ORDER, page
 
 REPORT_FORMAT = 1
@@ -31,8 +32,6 @@ CSV_FIELDS = ('host', 'status', 'cause', 'summary', 'action', 'remediable', 'con
 STATS_NEEDS_ACTION_LIMIT = 100
 STATS_PLAN_LIMIT = 20
 
-_AUTH_FAILURE = re.compile(r'\b401\b|credentials were rejected|unauthori[sz]ed|authentication failed|'
-                           r'authentication error|logon failure|access is denied', re.I)
 _FORMULA_START = ('=', '+', '-', '@', '\t', '\r')
 
 Record = dict[str, t.Any]
@@ -63,7 +62,7 @@ def empty_record(host: str, status: str, cause: str, summary: str, evidence: lis
 
 
 def is_auth_failure(message: str) -> bool:
-    return bool(_AUTH_FAILURE.search(message or ''))
+    return bool(AUTH_FAILURE.search(message or ''))
 
 
 def unreachable_record(host: str, message: str, checked_at: str) -> Record:
