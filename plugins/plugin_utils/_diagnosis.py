@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import typing as t
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import not_run_probes
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import REGION_UPDATE_SERVERS, REQUIRED_ROOTS
 
 Facts = t.Dict[str, t.Any]
@@ -48,8 +49,22 @@ class Cause:
 
 # ---------------------------------------------------------------- small fact readers
 
+def _ran(entry: t.Any) -> t.Any:
+    """A probe record only when the probe ran: no cause is ever derived from a probe that did not run."""
+    return entry if isinstance(entry, dict) and not entry.get('not_run') else None
+
+
 def _probes(facts: Facts) -> Facts:
-    return facts.get('probes') or {}
+    probes = facts.get('probes') or {}
+    # A LocalSystem task that never started or never finished produced no network evidence at all.
+    task = facts.get('system_task') or {}
+    if task and facts.get('context') == 'system' and not task.get('finished'):
+        return {'roots': probes.get('roots')}
+    ran: Facts = {}
+    for key, value in probes.items():
+        ran[key] = [entry for entry in value if _ran(entry)] if isinstance(value, list) and key != 'roots' else (
+            value if key == 'roots' else _ran(value))
+    return ran
 
 
 def _tls(facts: Facts) -> Facts:
@@ -260,6 +275,23 @@ def check_context_fallback(facts: Facts) -> list[str] | None:
     return None
 
 
+def check_probes_not_run(facts: Facts) -> list[str] | None:
+    """Network probes that did not run: said as such, never read as timeouts."""
+    lines = []
+    task = facts.get('system_task') or {}
+    if task.get('registered') and not task.get('started'):
+        lines.append('the LocalSystem scheduled task never started (state %s, last result %s)%s'
+                     % (task.get('state') or 'unknown', task.get('last_result_hex') or 'unknown',
+                        ': the probes ran as the WinRM user' if facts.get('context') == 'user' else ''))
+    elif task.get('started') and not task.get('finished'):
+        lines.append('the LocalSystem scheduled task started but did not finish before the deadline%s'
+                     % (' (stopped)' if task.get('stopped') else ''))
+    elif task and task.get('registered') is False and task.get('error'):
+        lines.append('the LocalSystem scheduled task could not be registered (%s)' % task.get('error'))
+    lines.extend('not run: %s' % label for label in not_run_probes(facts.get('probes')))
+    return lines or None
+
+
 def check_too_old(facts: Facts) -> list[str] | None:
     version = version_tuple((facts.get('install') or {}).get('connector_version'))
     if version is None or version >= FORCEUPDATE_MIN_VERSION:
@@ -306,6 +338,10 @@ CATALOG: tuple[Cause, ...] = (
     Cause('connector_too_old', 'stale', False, 'The connector is too old for a forced update',
           'Upgrade the connector (7.2.7 and later support sfc.exe -forceupdate); until then wait for the next update interval.',
           check_too_old, blocking=False),
+    Cause('probes_not_run', 'unknown', False, 'Some network probes did not run',
+          'Re-run the diagnosis with a longer deadline, or with context: user where the LocalSystem scheduled task cannot run; '
+          'nothing is concluded from a probe that did not run.',
+          check_probes_not_run, blocking=False),
     Cause('context_fallback', 'unknown', False, 'Probes could not run as LocalSystem',
           'Allow the WinRM user to register scheduled tasks, or judge the result knowing it shows the user\'s network view.',
           check_context_fallback, blocking=False),

@@ -850,16 +850,22 @@ def _tetra_version(posture: dict[str, t.Any] | None, local: dict[str, t.Any] | N
 
 # ---------------------------------------------------------------- probes
 
+def _not_run(probe: dict[str, t.Any]) -> bool:
+    """The probe never ran (queued past the deadline, or its LocalSystem task did not finish): no outcome to judge."""
+    return bool(_bool(probe.get('not_run')))
+
+
 def _dns(raw: t.Any) -> list[dict[str, t.Any]]:
     entries = []
     for probe in _dicts(raw):
         error = probe.get('error')
         addresses = [addr for addr in (_str(item) for item in _as_list(probe.get('addresses'))) if addr]
         timed_out = bool(_bool(probe.get('timed_out')))
+        not_run = _not_run(probe)
         code = _int(_as_dict(error).get('code'))
-        entries.append({'name': _str(probe.get('name')), 'ok': bool(addresses) and not timed_out and error is None,
+        entries.append({'name': _str(probe.get('name')), 'ok': None if not_run else bool(addresses) and not timed_out and error is None,
                         'addresses': addresses, 'error_code': code, 'error_name': SOCKET_ERRORS.get(code) if code is not None else None,
-                        'error': _error_text(error), 'timed_out': timed_out, 'duration_ms': _int(probe.get('duration_ms'))})
+                        'error': _error_text(error), 'timed_out': timed_out, 'not_run': not_run, 'duration_ms': _int(probe.get('duration_ms'))})
     return entries
 
 
@@ -898,7 +904,8 @@ def _tls(raw: t.Any) -> dict[str, t.Any]:
     hexed = _handshake_hex(_as_dict(handshake.get('error')))
     issuers = [_str(cert.get('issuer')) for cert in chain if _str(cert.get('issuer'))]
     return {
-        'host': _str(tls.get('host')), 'port': _int(tls.get('port')),
+        'host': _str(tls.get('host')), 'port': _int(tls.get('port')), 'not_run': _not_run(tls),
+        'timed_out': bool(_bool(tls.get('timed_out'))), 'chain_source': _str(tls.get('chain_source')),
         'connect_ok': _bool(connect.get('ok')), 'connect_address': _str(connect.get('address')), 'connect_ms': _int(connect.get('duration_ms')),
         'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(tls.get('timed_out'))),
         'connect_error': _error_text(connect.get('error') or tls.get('error')),
@@ -920,8 +927,9 @@ def _curl(raw: t.Any) -> dict[str, t.Any]:
     found = _bool(curl.get('found'))
     output = curl.get('output') if isinstance(curl.get('output'), (str, bytes)) else None
     facts = parse_curl(output if found is not False else None, curl.get('exit_code') if found is not False else None)
-    facts.update({'found': found, 'path': _str(curl.get('path')), 'timed_out': bool(_bool(curl.get('timed_out'))),
-                  'duration_ms': _int(curl.get('duration_ms'))})
+    facts.update({'found': found, 'path': _str(curl.get('path')), 'url': _str(curl.get('url')),
+                  'timed_out': bool(_bool(curl.get('timed_out'))), 'not_run': _not_run(curl),
+                  'duration_ms': _int(curl.get('duration_ms')), 'encoding': _str(curl.get('encoding'))})
     return facts
 
 
@@ -934,9 +942,11 @@ def _http(raw: t.Any) -> list[dict[str, t.Any]]:
         except ValueError:
             host = None
         status = _int(probe.get('status'))
-        entries.append({'url': url, 'host': host, 'ok': status is not None, 'status': status,
-                        'timed_out': bool(_bool(probe.get('timed_out'))), 'error': _error_text(probe.get('error')),
-                        'via_proxy': _str(probe.get('via_proxy')), 'duration_ms': _int(probe.get('duration_ms'))})
+        not_run = _not_run(probe)
+        entries.append({'url': url, 'host': host, 'ok': None if not_run else status is not None, 'status': status,
+                        'timed_out': bool(_bool(probe.get('timed_out'))), 'not_run': not_run, 'error': _error_text(probe.get('error')),
+                        'via_proxy': _str(probe.get('via_proxy')), 'proxy_mode': _str(probe.get('proxy_mode')),
+                        'duration_ms': _int(probe.get('duration_ms'))})
     return entries
 
 
@@ -954,7 +964,7 @@ def _proxy_probe(raw: t.Any) -> dict[str, t.Any] | None:
             'connect_ok': _bool(connect.get('ok')), 'connect_ms': _int(connect.get('duration_ms')),
             'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(raw.get('timed_out'))),
             'connect_error': _error_text(connect.get('error') or raw.get('error')), 'connect_status': status,
-            'status_line': _str(raw.get('status_line')), 'auth_required': status == 407}
+            'status_line': _str(raw.get('status_line')), 'auth_required': status == 407, 'not_run': _not_run(raw)}
 
 
 _PROBES: dict[str, t.Callable[[t.Any], t.Any]] = {
@@ -969,6 +979,37 @@ def _probes(doc: dict[str, t.Any]) -> dict[str, t.Any] | None:
     return {key: (build(probes[key]) if probes.get(key) is not None else None) for key, build in _PROBES.items()}
 
 
+def _system_task(doc: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    """The LocalSystem scheduled task's record: whether it was registered, started and finished."""
+    if 'system_task' not in doc:
+        return None
+    raw = _as_dict(doc.get('system_task'))
+    last = _int(raw.get('last_result'))
+    return {'registered': _bool(raw.get('registered')), 'started': _bool(raw.get('started')), 'finished': _bool(raw.get('finished')),
+            'stopped': _bool(raw.get('stopped')), 'state': _str(raw.get('state')), 'last_result': last,
+            'last_result_hex': hresult_hex(last) or None if last is not None else None, 'is_system': _bool(raw.get('is_system')),
+            'duration_ms': _int(raw.get('duration_ms')), 'error': _error_text(raw.get('error'))}
+
+
+def _probe_label(section: str, entry: dict[str, t.Any]) -> str:
+    if section == 'dns':
+        return 'dns %s' % entry.get('name')
+    if section in ('tls', 'proxy'):
+        return '%s %s:%s' % (section, entry.get('host') or entry.get('server'), entry.get('port'))
+    return '%s %s' % (section, entry.get('url') or entry.get('path'))
+
+
+def not_run_probes(probes: dict[str, t.Any] | None) -> list[str]:
+    """A label per probe that did not run, in request order ('dns tetra-defs.amp.cisco.com', 'tls host:443', ...)."""
+    labels = []
+    for section in ('dns', 'tls', 'curl', 'http', 'proxy'):
+        value = (probes or {}).get(section)
+        for entry in value if isinstance(value, list) else [value] if isinstance(value, dict) else []:
+            if entry.get('not_run'):
+                labels.append(_probe_label(section, entry))
+    return labels
+
+
 # ---------------------------------------------------------------- problems
 
 def _errors(doc: dict[str, t.Any]) -> list[dict[str, t.Any]]:
@@ -980,7 +1021,8 @@ def _probe_problems(probes: dict[str, t.Any] | None) -> list[str]:
     if not probes:
         return []
     problems = ['resolving %s failed: %s' % (entry['name'], entry['error'] or ('timed out' if entry['timed_out'] else 'no address'))
-                for entry in probes['dns'] or [] if not entry['ok']]
+                for entry in probes['dns'] or [] if entry['ok'] is False]
+    problems.extend('probe not run: %s' % label for label in not_run_probes(probes))
     curl = probes['curl']
     if curl and curl['found'] is False:
         problems.append('curl.exe not found at %s' % curl['path'])
@@ -991,8 +1033,10 @@ _OBJECT_SECTIONS = ('host', 'install', 'posture', 'files', 'system', 'probes')
 
 
 def _shape_problems(doc: dict[str, t.Any]) -> list[str]:
+    # null with an `errors` entry of the same section is a section that failed on the endpoint: that entry says why.
+    failed = {_str(error.get('section')) for error in _dicts(doc.get('errors'))}
     return ['section %s is not a JSON object (got %s)' % (name, type(doc[name]).__name__)
-            for name in _OBJECT_SECTIONS if name in doc and not isinstance(doc[name], dict)]
+            for name in _OBJECT_SECTIONS if name in doc and not isinstance(doc[name], dict) and not (doc[name] is None and name in failed)]
 
 
 def _problems(facts: dict[str, t.Any]) -> list[str]:
@@ -1005,6 +1049,11 @@ def _problems(facts: dict[str, t.Any]) -> list[str]:
     if (facts['posture'] or facts['local']) and facts['tetra_version'] is None:
         problems.append('TETRA definition version unknown (neither posture nor local.xml gave it)')
     problems.extend(_probe_problems(facts['probes']))
+    task = facts.get('system_task')
+    if task and task['registered'] and not task['started']:
+        problems.append('the LocalSystem scheduled task never started (state %s, last result %s)' % (task['state'], task['last_result_hex']))
+    elif task and task['started'] and not task['finished']:
+        problems.append('the LocalSystem scheduled task started but did not finish (state %s, stopped %s)' % (task['state'], task['stopped']))
     problems.extend('endpoint error in %s: %s %s' % (error['section'], error['type'], error['hex'] or '') for error in facts['errors'])
     return problems
 
@@ -1022,7 +1071,7 @@ def parse_evidence(doc: dict[str, t.Any]) -> dict[str, t.Any]:
         'host': _host(doc), 'installed': _installed(install), 'install': install, 'posture': posture,
         'local': local, 'policy': _file(doc, 'policy_xml', parse_policy_xml, 'readable'),
         'tetra_version': tetra_version, 'tetra_version_source': source,
-        'probes': _probes(doc), 'errors': _errors(doc),
+        'probes': _probes(doc), 'system_task': _system_task(doc), 'errors': _errors(doc),
     }
     facts['problems'] = _shape_problems(doc) + _problems(facts)
     return facts

@@ -21,6 +21,7 @@ import typing as t
 import uuid
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import FORCEUPDATE_MIN_VERSION, version_tuple
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import windows_commands
 
 Facts = t.Dict[str, t.Any]
 
@@ -32,6 +33,8 @@ MAX_CHUNK_BYTES = 4 * 1024 * 1024
 WORK_DIR_ROOT = 'C:\\Windows\\Temp'
 MANIFEST_NAME = 'manifest.json'
 MANIFEST_FORMAT = 1
+SUPPORT_COMMANDS = ('sfc_log_start', 'sfc_log_stop', 'sfc_forceupdate', 'pktmon_start', 'pktmon_stop', 'netsh_trace_start',
+                    'netsh_trace_stop', 'ipsupporttool')
 
 REFUSALS: dict[str, str] = {
     'not_installed': 'No Secure Endpoint connector is installed on this host.',
@@ -115,8 +118,15 @@ def sfc_company(document: dict[str, t.Any]) -> str | None:
 
 
 def forceupdate_command(facts: Facts) -> str | None:
+    """The command line the endpoint runs for a forced update: the request's own sfc_forceupdate arguments."""
     path = (facts.get('install') or {}).get('sfc_path')
-    return '"%s" -forceupdate' % path if path else None
+    return '"%s" %s' % (path, windows_commands()['sfc_forceupdate']['arguments']) if path else None
+
+
+def support_command_lines(capture_max_mb: int = 256) -> dict[str, str]:
+    """The support-bundle command lines (sfc.exe -l, pktmon/netsh capture, ipsupporttool) as the request carries them."""
+    commands = windows_commands(capture_max_mb=capture_max_mb)
+    return {name: commands[name]['arguments'] for name in SUPPORT_COMMANDS}
 
 
 # ---------------------------------------------------------------- polling

@@ -5,6 +5,14 @@
 
 Everything here is data: host names are checked against RFC 1123 before they go anywhere near an
 endpoint, and even then they only travel inside the base64 request.
+
+The command lines of the child processes the endpoint script starts (curl.exe, netsh, pktmon,
+ipsupporttool, sfc.exe, the LocalSystem task's powershell.exe) are built here too, from argv lists
+quoted for CommandLineToArgvW (``quote_windows_argument``), and travel in the request's ``commands``.
+The script passes them verbatim to ``ProcessStartInfo.Arguments``. Values only the endpoint knows
+(the support work folder, the task's script/request/output paths) are ``{name}`` placeholders,
+always inside a double-quoted argument; the script fills them only with values that hold no quote
+character and do not end with a backslash (``check_placeholder_value``), so the split stays exact.
 """
 
 from __future__ import annotations
@@ -22,6 +30,19 @@ REGION_UPDATE_SERVERS = {
 REVOCATION_HOSTS = ('commercial.ocsp.identrust.com', 'validation.identrust.com')
 # Roots the connector needs in LocalMachine\Root (Cisco doc 216943).
 REQUIRED_ROOTS = {'DF717EAA4AD94EC9558499602D48DE5FBCF03A25': 'IdenTrust Commercial Root CA 1'}
+
+# Output encodings of the child processes (docs/windows-assumptions.md): curl.exe and AmpCLI.exe
+# write UTF-8 (ASCII in practice); console tools such as netsh, pktmon, sfc.exe and ipsupporttool
+# write the OEM code page.
+UTF8 = 'utf-8'
+OEM = 'oem'
+PLACEHOLDERS = ('work_dir', 'script', 'request', 'output')
+_PLACEHOLDER = re.compile(r'\{([a-z_]+)\}')
+_SAFE_PLACEHOLDER_VALUE = re.compile(r'^[A-Za-z0-9 :\\._()-]+$')
+# The LocalSystem task runs the shipped script itself through -Command (never -File: a Group Policy
+# execution policy overrides -ExecutionPolicy for script files), with a request asking for the probes only.
+SYSTEM_TASK_COMMAND = ("$ErrorActionPreference = 'Stop'; "
+                       "& ([ScriptBlock]::Create([IO.File]::ReadAllText('{script}'))) -RequestFile '{request}' -OutFile '{output}'")
 
 DEFAULT_TIMEOUTS = {'ampcli': 10, 'dns': 5, 'connect': 5, 'tls': 10, 'curl': 12, 'http': 5, 'proxy': 5}
 POSTURE_SECTIONS = ('install', 'posture', 'files', 'system')
@@ -47,6 +68,78 @@ NETWORK_SPEC: dict[str, t.Any] = {
     'proxy_server': {'type': 'str'},
     'proxy_port': {'type': 'int'},
 }
+
+
+def quote_windows_argument(value: str, force: bool = False) -> str:
+    """``value`` quoted so that CommandLineToArgvW reads it back unchanged.
+
+    Microsoft's rules ("Parsing C++ command-line arguments"): 2n backslashes before a quote give n
+    backslashes and the quote delimits; 2n+1 give n backslashes and a literal quote; other backslashes
+    are literal. Mirrors ``tests/lab/windows.quote_argument``; ``force`` quotes even a plain word (used
+    for arguments holding a placeholder).
+    """
+    value = str(value)
+    if value and not force and not re.search(r'[ \t"]', value):
+        return value
+    out, backslashes = ['"'], 0
+    for char in value:
+        if char == '\\':
+            backslashes += 1
+            continue
+        if char == '"':
+            out.append('\\' * (backslashes * 2 + 1) + '"')
+        else:
+            out.append('\\' * backslashes + char)
+        backslashes = 0
+    out.append('\\' * (backslashes * 2) + '"')
+    return ''.join(out)
+
+
+def windows_command_line(argv: t.Iterable[str]) -> str:
+    """argv joined as one Windows command line; an argument holding a ``{placeholder}`` is always quoted."""
+    return ' '.join(quote_windows_argument(arg, force=bool(_PLACEHOLDER.search(str(arg)))) for arg in argv)
+
+
+def check_placeholder_value(value: str) -> str:
+    """What the endpoint script accepts for a placeholder (Assert-PlaceholderValue), else ValueError."""
+    if not value or not _SAFE_PLACEHOLDER_VALUE.match(value) or value.endswith('\\'):
+        raise ValueError('unsafe placeholder value %r' % value)
+    return value
+
+
+def fill_placeholders(arguments: str, values: dict[str, str]) -> str:
+    """The command line the endpoint script runs: placeholders replaced by checked values (as the script does)."""
+    for name, value in values.items():
+        arguments = arguments.replace('{%s}' % name, check_placeholder_value(value))
+    return arguments
+
+
+def _command(argv: list[str], encoding: str) -> dict[str, str]:
+    return {'arguments': windows_command_line(argv), 'encoding': encoding}
+
+
+def windows_commands(server: str | None = None, curl_timeout: int = DEFAULT_TIMEOUTS['curl'],
+                     capture_max_mb: int = 256) -> dict[str, dict[str, str]]:
+    """Every command line the endpoint script may start, as request data (docs/endpoint-commands.md)."""
+    capture = '{work_dir}\\capture.etl'
+    commands = {
+        'ampcli_posture': _command(['posture'], UTF8),
+        'netsh_winhttp_proxy': _command(['winhttp', 'show', 'proxy'], OEM),
+        'sfc_forceupdate': _command(['-forceupdate'], OEM),
+        'sfc_log_start': _command(['-l', 'start'], OEM),
+        'sfc_log_stop': _command(['-l', 'stop'], OEM),
+        'pktmon_start': _command(['start', '--capture', '--pkt-size', '0', '--file-name', capture, '--file-size', str(int(capture_max_mb))], OEM),
+        'pktmon_stop': _command(['stop'], OEM),
+        # netsh's documented form is key="value": the same argv once CommandLineToArgvW has read it.
+        'netsh_trace_start': {'arguments': ' '.join(['trace', 'start', 'capture=yes', 'tracefile=' + quote_windows_argument(capture, force=True),
+                                                     'maxsize=%d' % int(capture_max_mb), 'overwrite=yes']), 'encoding': OEM},
+        'netsh_trace_stop': _command(['trace', 'stop'], OEM),
+        'ipsupporttool': _command(['-o', '{work_dir}'], OEM),
+        'system_task': _command(['-NoProfile', '-NonInteractive', '-Command', SYSTEM_TASK_COMMAND], OEM),
+    }
+    if server:
+        commands['curl'] = _command(['-v', '--max-time', str(int(curl_timeout)), 'https://%s/' % check_hostname(server, 'update_server')], UTF8)
+    return commands
 
 
 def check_hostname(value: str, what: str) -> str:
@@ -102,4 +195,6 @@ def build_request(action: str, sections: t.Iterable[str], args: dict[str, t.Any]
             'root_thumbprints': sorted(REQUIRED_ROOTS),
             'proxy': proxy(args),
         })
+    request['commands'] = windows_commands(request.get('update_server'), request['timeouts']['curl'],
+                                           int(args.get('capture_max_mb') or 256))
     return request

@@ -108,7 +108,7 @@ SHAPES: dict[str, dict[str, dict[str, str]]] = {
     },
 }
 
-# A probe the script stopped waiting for may carry only its identity, `timed_out: true` and `error`
+# A probe the script stopped waiting for (or never started) may carry only its identity, `timed_out`/`not_run` and `error`
 # (issue 10: its identity must be there, so the controller can say which probe did not run).
 PROBE_IDENTITY: dict[str, tuple[str, ...]] = {
     'dns_probe': ('name',), 'tls_probe': ('host', 'port'), 'curl_probe': ('path',), 'http_probe': ('url',),
@@ -224,12 +224,14 @@ def _validate_object(value: t.Any, shape: str, path: str, problems: list[tuple[s
         return
     rules = SHAPES[shape]
     required, optional = rules['required'], rules['optional']
-    unfinished = shape in PROBE_IDENTITY and value.get('timed_out') is True and not set(required) - set(PROBE_IDENTITY[shape]) <= set(value)
+    stopped = value.get('timed_out') is True or value.get('not_run') is True
+    unfinished = shape in PROBE_IDENTITY and stopped and not set(required) - set(PROBE_IDENTITY[shape]) <= set(value)
     if unfinished:
         # A probe the script stopped waiting for: its identity, timed_out and error are what it must carry.
         required = {key: required[key] for key in PROBE_IDENTITY[shape]}
         optional = dict(SHAPES[shape]['required'], **optional)
         optional['error'] = 'error?'
+        optional['not_run'] = 'bool'
         missing = [key for key in required if key not in value]
         if missing:
             problems.append(('identity', '%s: timed-out probe does not say what it probed (missing %s)' % (path, ', '.join(missing))))
@@ -306,7 +308,7 @@ def _records(value: t.Any) -> list[dict[str, t.Any]]:
 
 
 def _finished(record: dict[str, t.Any]) -> bool:
-    return not (record.get('timed_out') is True and 'duration_ms' not in record)
+    return not ((record.get('timed_out') is True or record.get('not_run') is True) and 'duration_ms' not in record)
 
 
 # ---------------------------------------------------------------- semantic checks (one function per row)

@@ -5,7 +5,9 @@
 
 Durations follow the endpoint script: local sections one after another, network probes together
 (or one by one when `concurrent` is false) until `deadline_s - 2` s after the script started; probes
-still running then are reported as `{"timed_out": true, "error": null}`.
+still running then are reported with their identity and `"timed_out": true`, probes still queued
+with `"not_run": true` (the script's Receive-Probe). With `context: system` the LocalSystem task's
+record is `system_task`; a task that cannot finish in time leaves every network probe `not_run`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ KNOWN_ROOTS = {
 }
 SOCKET_HRESULT = -2147467259
 WEB_HRESULT = -2146233079
+# Identity fields every probe record keeps, also when it timed out or did not run (Receive-Probe).
+IDENTITY = {'dns': ('name',), 'tls': ('host', 'port'), 'curl': ('path', 'url'), 'http': ('url',), 'proxy': ('server', 'port', 'source')}
+# Encoding.WebName of the OEM code page of the host's culture (CultureInfo.TextInfo.OEMCodePage).
+OEM_ENCODINGS = {'en-US': 'ibm437', 'fr-FR': 'ibm850', 'de-DE': 'ibm850'}
+TASK_NEVER_RAN = 267011
+TASK_RUNNING = 267009
 PROXY_STATUS = {200: 'Connection established', 407: 'Proxy Authentication Required', 403: 'Forbidden', 502: 'Bad Gateway'}
 
 
@@ -54,6 +62,24 @@ class Built:
     forceupdate_at_ms: int | None = None
 
 
+def not_finished(section: str, value: dict[str, t.Any], timed_out: bool, info: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+    """New-ProbeRecord: the identity of a probe that timed out or did not run, and nothing it did not see."""
+    record = {key: value.get(key) for key in IDENTITY[section]}
+    record.update(timed_out=timed_out, not_run=not timed_out, error=info)
+    return record
+
+
+def default_commands(request: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The request's command lines; hand-made lab requests without them get what _request.windows_commands sends."""
+    commands = request.get('commands')
+    if isinstance(commands, dict):
+        return commands
+    server = str(request.get('update_server') or 'tetra-defs.amp.cisco.com')
+    curl = int((request.get('timeouts') or {}).get('curl', 12))
+    return {'curl': {'arguments': '-v --max-time %d https://%s/' % (curl, server), 'encoding': 'utf-8'},
+            'sfc_forceupdate': {'arguments': '-forceupdate', 'encoding': 'oem'}}
+
+
 def error(kind: str, hresult: int, text: str, **extra: t.Any) -> dict[str, t.Any]:
     info: dict[str, t.Any] = {'type': kind, 'hresult': hresult, 'message': text}
     info.update(extra)
@@ -70,6 +96,8 @@ class EvidenceBuilder:
         self.user = user
         self.now = now
         self.culture = self.scenario['host']['culture']
+        self.oem = OEM_ENCODINGS.get(self.culture, 'ibm437')
+        self.commands = default_commands(request)
         self.sections = [str(s) for s in request.get('sections') or []]
         self.timeouts = dict(request.get('timeouts') or {})
         self.errors: list[dict[str, t.Any]] = []
@@ -154,7 +182,7 @@ class EvidenceBuilder:
 
     def forceupdate(self) -> dict[str, t.Any]:
         sfc = self.sfc()
-        run: dict[str, t.Any] = {'ran': False, 'command': None, 'exit_code': None, 'duration_ms': 0, 'refused': None}
+        run: dict[str, t.Any] = {'ran': False, 'command': None, 'exit_code': None, 'duration_ms': 0, 'encoding': None, 'refused': None}
         if not sfc or not sfc['company']:
             run['refused'] = 'sfc_missing'
             return run
@@ -164,8 +192,8 @@ class EvidenceBuilder:
         plan = self.scenario['dynamics']['forceupdate']
         hang = plan['outcome'] == 'hang'
         duration = 60000 + self.rng.randint(5, 40) if hang else self.latency('forceupdate_ms')
-        run.update(ran=True, command='"%s" -forceupdate' % sfc['path'], exit_code=None if hang else int(plan['exit_code']),
-                   duration_ms=duration)
+        run.update(ran=True, command='"%s" %s' % (sfc['path'], self.commands['sfc_forceupdate']['arguments']),
+                   exit_code=None if hang else int(plan['exit_code']), duration_ms=duration, encoding=self.oem)
         self.spend(duration)
         return run
 
@@ -173,7 +201,7 @@ class EvidenceBuilder:
         """Invoke-Captured's shape for a process that ran."""
         self.spend(ms)
         return {'path': path, 'found': True, 'exit_code': exit_code, 'stdout': stdout, 'stderr': '', 'timed_out': False,
-                'duration_ms': ms, 'error': None}
+                'duration_ms': ms, 'encoding': self.oem, 'error': None}
 
     def support(self, doc: dict[str, t.Any]) -> int | None:
         folder = self.folder()
@@ -190,6 +218,7 @@ class EvidenceBuilder:
             doc['support'] = support
             return None
         if self.request['action'] == 'support_start':
+            support['rolled_back'] = None
             support['debug_logging'] = self.captured(folder + '\\sfc.exe', self.latency('files_ms') * 30)
             support['capture'] = self.start_capture(tool, work_dir)
             support['forceupdate'] = self.forceupdate()
@@ -198,7 +227,8 @@ class EvidenceBuilder:
             return self.elapsed_ms
         bundle = self.make_bundle(work_dir)
         support['bundle'] = self.captured(folder + '\\ipsupporttool.exe', self.latency('support_bundle_ms'))
-        support['capture'] = {'tool': tool, 'exit_code': 0, 'output': ''} if tool != 'none' else {'tool': 'none', 'stopped': False}
+        support['capture'] = ({'tool': tool, 'exit_code': 0, 'output': '', 'encoding': self.oem, 'error': None} if tool != 'none'
+                              else {'tool': 'none', 'stopped': False})
         support['debug_logging'] = self.captured(folder + '\\sfc.exe', 280)
         self.state.debug_logging = False
         self.state.capture_running = False
@@ -212,7 +242,7 @@ class EvidenceBuilder:
             return {'tool': 'none', 'started': False}
         self.state.capture_running = True
         self.spend(900 if tool == 'pktmon' else 4200)
-        return {'tool': tool, 'file': work_dir + '\\capture.etl', 'exit_code': 0, 'output': ''}
+        return {'tool': tool, 'file': work_dir + '\\capture.etl', 'exit_code': 0, 'output': '', 'encoding': self.oem, 'error': None}
 
     def make_bundle(self, work_dir: str) -> dict[str, bytes]:
         """A real zip (logs, local.xml, random padding) in the endpoint's file table."""
@@ -297,15 +327,15 @@ class EvidenceBuilder:
         folder = self.folder()
         path = folder + '\\AmpCLI.exe' if folder else 'AmpCLI.exe'
         result: dict[str, t.Any] = {'path': path, 'found': False, 'exit_code': None, 'stdout': None, 'stderr': None,
-                                    'timed_out': False, 'duration_ms': 0, 'error': None}
+                                    'timed_out': False, 'duration_ms': 0, 'encoding': None, 'error': None}
         if not folder or not self.scenario['install']['ampcli']:
             return result
         ms = self.latency('posture_ms')
         if self.scenario['install']['service']['state'] != 'Running':
             result.update(found=True, exit_code=1, stdout='Error: unable to connect to the Cisco Secure Endpoint service.\r\n', stderr='',
-                          duration_ms=ms)
+                          duration_ms=ms, encoding='utf-8')
         else:
-            result.update(found=True, exit_code=0, stdout=texts.posture_stdout(self.state), stderr='', duration_ms=ms)
+            result.update(found=True, exit_code=0, stdout=texts.posture_stdout(self.state), stderr='', duration_ms=ms, encoding='utf-8')
         self.spend(ms)
         return result
 
@@ -313,10 +343,12 @@ class EvidenceBuilder:
         self.spend(self.latency('files_ms'))
         install = self.scenario['install']
         if not install['installed']:
-            empty = {'path': None, 'readable': False, 'text': None, 'error': None}
+            empty = {'path': None, 'readable': False, 'text': None, 'attempts': 0, 'error': None}
             return {'local_xml': dict(empty), 'policy_xml': dict(empty)}
-        local = {'path': install['install_dir'] + '\\local.xml', 'readable': True, 'text': texts.local_xml(self.state), 'error': None}
-        policy: dict[str, t.Any] = {'path': install['install_dir'] + '\\policy.xml', 'readable': False, 'text': None, 'error': None}
+        local = {'path': install['install_dir'] + '\\local.xml', 'readable': True, 'text': texts.local_xml(self.state), 'attempts': 1,
+                 'error': None}
+        policy: dict[str, t.Any] = {'path': install['install_dir'] + '\\policy.xml', 'readable': False, 'text': None, 'attempts': 1,
+                                    'error': None}
         if self.state.policy_readable():
             policy.update(readable=True, text=texts.policy_xml(self.state))
         else:
@@ -328,25 +360,54 @@ class EvidenceBuilder:
         self.spend(self.latency('system_ms'))
         host = self.scenario['host']
         return {'winhttp_proxy': texts.netsh_winhttp(self.culture, self.scenario['network']['winhttp_proxy']),
-                'curl_path': 'C:\\Windows\\System32\\curl.exe', 'dns_servers': list(host['dns_servers']), 'pac_url': host['pac_url']}
+                'winhttp_proxy_encoding': self.oem, 'curl_path': 'C:\\Windows\\System32\\curl.exe', 'dns_servers': list(host['dns_servers']), 'pac_url': host['pac_url']}
 
     # ---- network probes ----
 
     def network(self, doc: dict[str, t.Any]) -> None:
         context = 'system' if self.request.get('context') == 'system' else 'user'
         if context == 'system':
+            # Invoke-AsSystem: the task runs this script with action probes_only; its record comes first.
             overhead = self.latency('system_context_ms')
+            task: dict[str, t.Any] = {'registered': True, 'started': True, 'finished': False, 'stopped': False, 'state': 'Ready',
+                                      'last_result': 0, 'is_system': None, 'duration_ms': 0, 'error': None}
+            doc['system_task'] = task
             probes, probe_ms = self.run_probes(self.network_config('system'), budget_extra=-overhead)
-            if overhead + probe_ms <= self.budget_ms(1000):
+            if overhead + probe_ms <= self.budget_ms(3000):
                 self.spend(overhead + probe_ms)
+                task.update(finished=True, is_system=True, duration_ms=overhead + probe_ms)
                 doc['context'] = 'system'
                 doc['probes'] = probes
                 return
-            self.spend(max(0, self.budget_ms(1000)))
-            self.add_error('context', error('System.TimeoutException', -2146233083, 'LocalSystem probes did not finish before the deadline'))
+            # Started, not finished by the deadline: stopped, and every network probe reported as not run.
+            spent = max(0, self.budget_ms(3000))
+            self.spend(spent)
+            task.update(state='Running', last_result=TASK_RUNNING, stopped=True, duration_ms=spent)
+            failure = error('System.TimeoutException', -2146233083, 'the LocalSystem task did not finish before the deadline')
+            self.add_error('system_task', failure)
+            doc['context'] = 'system'
+            doc['probes'] = self.not_run_probes(failure, self.network_config('system'))
+            return
         probes, probe_ms = self.run_probes(self.network_config('user'))
         self.spend(probe_ms)
         doc['probes'] = probes
+
+    def not_run_probes(self, failure: dict[str, t.Any], net: dict[str, t.Any]) -> dict[str, t.Any]:
+        """New-NotRunProbes: every planned probe with its identity and not_run; roots still read locally."""
+        probes: dict[str, t.Any] = {}
+        for section in ('dns', 'tls', 'curl', 'http', 'proxy'):
+            if section in self.sections:
+                probes[section] = [] if section in ('dns', 'http') else None
+        for job in self.probe_jobs(net):
+            record = dict(not_finished(job.section, job.value, False), error=failure)
+            if job.section in ('dns', 'http'):
+                probes[job.section].append(record)
+            else:
+                probes[job.section] = record
+        if 'roots' in self.sections:
+            missing = {m.upper() for m in net['roots_missing']}
+            probes['roots'] = [self.root(str(tp), missing) for tp in self.request.get('root_thumbprints') or []]
+        return probes
 
     def budget_ms(self, margin_ms: int) -> int:
         return int(float(self.request.get('deadline_s') or 60) * 1000) - margin_ms - self.elapsed_ms
@@ -369,12 +430,14 @@ class EvidenceBuilder:
             wave = self.chain_url_jobs(probes.get('tls'), net) if second_wave else jobs
             wave_start = tls_finish if second_wave else 0
             for job in wave:
-                finish = (wave_start if concurrent else clock) + job.duration_ms
+                start = wave_start if concurrent else max(clock, wave_start)
+                finish = start + job.duration_ms
                 clock = finish if not concurrent else clock
                 if job.section == 'tls':
                     tls_finish = finish
                 longest = max(longest, finish)
-                value = job.value if finish <= budget else {'timed_out': True, 'error': None}
+                # Receive-Probe at the deadline: still queued -> not_run; still running -> timed_out; both keep their identity.
+                value = job.value if finish <= budget else not_finished(job.section, job.value, start < budget)
                 if job.section in ('dns', 'http'):
                     probes.setdefault(job.section, []).append(value)
                 else:
@@ -442,7 +505,7 @@ class EvidenceBuilder:
 
     def dns_probe(self, name: str, net: dict[str, t.Any]) -> Probe:
         answer = self.dns_answer(name, net)
-        value: dict[str, t.Any] = {'name': name, 'addresses': [], 'duration_ms': 0, 'timed_out': False, 'error': None}
+        value: dict[str, t.Any] = {'name': name, 'addresses': [], 'duration_ms': 0, 'timed_out': False, 'not_run': False, 'error': None}
         if answer.get('error') == 'timeout':
             ms = self.timeout_ms('dns', 5) + self.rng.randint(1, 15)
             value['timed_out'] = True
@@ -457,7 +520,7 @@ class EvidenceBuilder:
     def tls_probe(self, net: dict[str, t.Any]) -> Probe:
         server = self.server()
         value: dict[str, t.Any] = {'host': server, 'port': 443, 'connect': None, 'handshake': None, 'policy_errors': None,
-                                   'chain': [], 'chain_status': []}
+                                   'chain': [], 'chain_status': [], 'chain_source': None, 'timed_out': False, 'not_run': False}
         connect, connect_ms = self.tcp_connect(server, net)
         value['connect'] = connect
         if not connect['ok']:
@@ -467,6 +530,7 @@ class EvidenceBuilder:
         handshake: dict[str, t.Any] = {'ok': outcome == 'ok', 'protocol': 'Tls12' if outcome == 'ok' else None, 'duration_ms': tls_ms,
                                        'timed_out': False, 'error': None}
         value['chain'] = texts.chain('interception' if outcome == 'interception' else 'identrust', server, self.culture)
+        value['chain_source'] = 'callback'  # raw certificates copied inside the validation callback
         value['policy_errors'] = 'None' if outcome == 'ok' else 'RemoteCertificateChainErrors'
         if outcome == 'revocation_offline':
             value['chain_status'] = ['RevocationStatusUnknown', 'OfflineRevocation']
@@ -518,15 +582,16 @@ class EvidenceBuilder:
             exit_code, output = int(net['curl']['exit_code']), str(net['curl']['output'])
         else:
             exit_code, output = texts.curl_output(kind, server, (self.addresses(server, net) or ['0.0.0.0'])[0], self.culture, ms - 3)
-        value = {'path': 'C:\\Windows\\System32\\curl.exe', 'found': True, 'exit_code': exit_code, 'output': output,
-                 'timed_out': False, 'duration_ms': ms}
+        value = {'path': 'C:\\Windows\\System32\\curl.exe', 'url': 'https://%s/' % server, 'found': True, 'exit_code': exit_code,
+                 'output': output, 'timed_out': False, 'not_run': False, 'duration_ms': ms, 'encoding': 'utf-8', 'error': None}
         return Probe('curl', value, ms)
 
     def http_probe(self, url: str, net: dict[str, t.Any]) -> Probe:
         table = net['http']
         host = url.split('://', 1)[-1].split('/', 1)[0]
         answer = dict(table.get(url) or table.get(host) or table.get('default') or {})
-        value: dict[str, t.Any] = {'url': url, 'status': None, 'duration_ms': 0, 'timed_out': False, 'via_proxy': None, 'error': None}
+        value: dict[str, t.Any] = {'url': url, 'status': None, 'duration_ms': 0, 'timed_out': False, 'not_run': False, 'via_proxy': None,
+                                   'proxy_mode': 'direct', 'error': None}
         outcome = answer.get('outcome')
         if outcome == 'timeout':
             ms = self.timeout_ms('http', 5) + self.rng.randint(2, 20)
@@ -560,7 +625,7 @@ class EvidenceBuilder:
         server, port, source = target
         behaviour = net['proxy']
         value: dict[str, t.Any] = {'server': server, 'port': port, 'source': source, 'connect': None, 'connect_status': None,
-                                   'status_line': None}
+                                   'status_line': None, 'timed_out': False, 'not_run': False}
         connect: dict[str, t.Any] = {'ok': False, 'duration_ms': 0, 'timed_out': False, 'error': None}
         if behaviour['connect'] == 'timeout':
             ms = self.timeout_ms('proxy', 5) + self.rng.randint(1, 9)

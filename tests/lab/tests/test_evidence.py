@@ -21,9 +21,9 @@ from .helpers import ALL_SECTIONS, collect
 TOP = ['format', 'action', 'started', 'context', 'host', 'install', 'posture', 'files', 'system', 'probes', 'errors', 'duration_ms']
 HOST = {'computer_name', 'os_caption', 'os_build', 'ps_version', 'culture', 'user', 'is_system'}
 INSTALL = {'install_dir', 'version_dirs', 'service', 'display_version', 'sfc', 'reboot_pending', 'isolated'}
-POSTURE = {'path', 'found', 'exit_code', 'stdout', 'stderr', 'timed_out', 'duration_ms', 'error'}
+POSTURE = {'path', 'found', 'exit_code', 'stdout', 'stderr', 'timed_out', 'duration_ms', 'encoding', 'error'}
 PROBES = {'dns', 'tls', 'curl', 'http', 'roots', 'proxy'}
-TLS = {'host', 'port', 'connect', 'handshake', 'policy_errors', 'chain', 'chain_status'}
+TLS = {'host', 'port', 'connect', 'handshake', 'policy_errors', 'chain', 'chain_status', 'chain_source', 'timed_out', 'not_run'}
 
 
 def test_collect_document_matches_the_contract(tetra_lab: Lab) -> None:
@@ -111,7 +111,7 @@ def test_user_passes_system_fails(tetra_lab: Lab) -> None:
 def test_deadline_marks_unfinished_probes(tetra_lab: Lab) -> None:
     doc = collect(tetra_lab, 'revocation_blocked', sections=['dns', 'http'], deadline_s=6, concurrent=False)
     http = doc['probes']['http']
-    assert http[-1] == {'timed_out': True, 'error': None}
+    assert http[-1] == {'url': 'http://validation.identrust.com/', 'timed_out': False, 'not_run': True, 'error': None}  # still queued
     assert doc['duration_ms'] < 6000
 
 

@@ -266,7 +266,8 @@ def test_every_cause_from_realistic_evidence(mutate, status, cause):
 
 def test_every_catalog_cause_is_covered_by_a_case():
     tested = {c[2] for c in CASES}
-    assert set(OUTCOMES) - tested <= {'definitions_unknown', 'evidence_invalid', 'context_fallback', 'posture_unavailable', 'policy_unreadable'}
+    assert set(OUTCOMES) - tested <= {'definitions_unknown', 'evidence_invalid', 'context_fallback', 'posture_unavailable', 'policy_unreadable',
+                                      'probes_not_run'}
 
 
 def test_revocation_evidence_quotes_the_code_and_the_unreachable_hosts():
@@ -355,3 +356,101 @@ def test_docs_causes_page_names_every_cause_of_the_catalog():
     with open(page, encoding='utf-8') as handle:
         documented = set(re.findall(r'^\| ([a-z_]+) \|', handle.read(), re.M)) - {'cause'}
     assert documented == set(OUTCOMES)
+
+
+# ---------------------------------------------------------------- probes that did not run (issue 10)
+
+def _not_run(document: dict, reason: dict | None = None) -> dict:
+    """Every network probe as the script reports it when the LocalSystem task did not finish: identity + not_run."""
+    probes = document['probes']
+    probes['dns'] = [{'name': p['name'], 'timed_out': False, 'not_run': True, 'error': reason} for p in probes['dns']]
+    probes['tls'] = {'host': SERVER, 'port': 443, 'timed_out': False, 'not_run': True, 'error': reason}
+    probes['curl'] = {'path': 'C:\\Windows\\System32\\curl.exe', 'url': 'https://%s/' % SERVER, 'timed_out': False, 'not_run': True, 'error': reason}
+    probes['http'] = [{'url': p['url'], 'timed_out': False, 'not_run': True, 'error': reason} for p in probes['http']]
+    return document
+
+
+def task_unfinished(document: dict) -> dict:
+    document['system_task'] = {'registered': True, 'started': True, 'finished': False, 'stopped': True, 'state': 'Running',
+                               'last_result': 267009, 'is_system': None, 'duration_ms': 37000, 'error': None}
+    document['errors'] = [{'section': 'system_task', 'type': 'System.TimeoutException', 'hresult': -2146233083, 'message': 'x'}]
+    return behind(_not_run(document, error('System.TimeoutException', -2146233083)))
+
+
+def task_never_started(document: dict) -> dict:
+    """The task never started: the probes ran as the WinRM user (context user) and saw a healthy network."""
+    document['context'] = 'user'
+    document['system_task'] = {'registered': True, 'started': False, 'finished': False, 'stopped': False, 'state': 'Ready',
+                               'last_result': 267011, 'is_system': None, 'duration_ms': 10200, 'error': None}
+    document['errors'] = [{'section': 'context', 'type': 'System.InvalidOperationException', 'hresult': -2146233079, 'message': 'x'}]
+    return behind(document)
+
+
+def old_nameless_timeouts(document: dict) -> dict:
+    """Probes that only say timed_out (no identity) from a task that never finished: nothing may be concluded."""
+    document['system_task'] = {'registered': True, 'started': False, 'finished': False, 'stopped': False, 'state': 'Queued',
+                               'last_result': 267011, 'duration_ms': 38000, 'error': None}
+    document['probes'].update(dns=[{'timed_out': True, 'error': None}] * 3, tls={'timed_out': True, 'error': None},
+                              http=[{'timed_out': True, 'error': None}] * 2, curl={'timed_out': True, 'error': None})
+    return behind(document)
+
+
+def test_unfinished_system_task_says_not_run_and_derives_no_network_cause():
+    verdict = verdict_for(task_unfinished)
+    assert (verdict['status'], verdict['cause']) == ('stale', 'stale_definitions'), verdict
+    secondary = {f['cause']: f for f in verdict['secondary']}
+    assert 'probes_not_run' in secondary
+    lines = secondary['probes_not_run']['evidence']
+    assert lines[0] == 'the LocalSystem scheduled task started but did not finish before the deadline (stopped)'
+    assert 'not run: dns %s' % SERVER in lines and 'not run: tls %s:443' % SERVER in lines
+    assert 'not run: http http://validation.identrust.com/' in lines and 'not run: curl https://%s/' % SERVER in lines
+    network = {'dns_resolution_failed', 'update_server_unreachable', 'revocation_check_failed', 'tls_interception', 'download_interrupted'}
+    assert not network & ({verdict['cause']} | set(secondary))
+
+
+def test_task_that_never_started_is_never_read_as_network_timeouts():
+    verdict = verdict_for(old_nameless_timeouts)
+    causes = {verdict['cause']} | {f['cause'] for f in verdict['secondary']}
+    assert verdict['cause'] == 'stale_definitions'
+    assert 'probes_not_run' in causes
+    assert not causes & {'dns_resolution_failed', 'update_server_unreachable', 'revocation_check_failed'}
+    line = [f for f in verdict['secondary'] if f['cause'] == 'probes_not_run'][0]['evidence'][0]
+    assert line == 'the LocalSystem scheduled task never started (state Queued, last result 0x00041303)'
+
+
+def test_task_never_started_then_user_probes_are_judged_and_the_fallback_is_said():
+    verdict = verdict_for(task_never_started)
+    finding = [f for f in verdict['secondary'] if f['cause'] == 'probes_not_run'][0]
+    assert finding['evidence'] == ['the LocalSystem scheduled task never started (state Ready, last result 0x00041303): '
+                                   'the probes ran as the WinRM user']
+    assert 'context_fallback' in {f['cause'] for f in verdict['secondary']}
+
+
+def test_revocation_evidence_from_probes_that_did_not_run_is_ignored():
+    def mutate(document: dict) -> dict:
+        document = revocation_blocked(document)
+        for probe in document['probes']['http']:
+            probe['not_run'] = True
+        document['probes']['tls']['not_run'] = True
+        document['probes']['curl']['not_run'] = True
+        return document
+    verdict = verdict_for(mutate)
+    assert verdict['cause'] != 'revocation_check_failed'
+    assert 'revocation_check_failed' not in {f['cause'] for f in verdict['secondary']}
+    assert verdict['status'] == 'stale'
+
+
+def test_a_queued_probe_cut_by_the_deadline_is_not_a_dns_failure():
+    def mutate(document: dict) -> dict:
+        document['context'] = 'user'
+        document['probes']['dns'][0] = {'name': SERVER, 'timed_out': False, 'not_run': True, 'error': None}
+        return behind(document)
+    verdict = verdict_for(mutate)
+    assert verdict['cause'] == 'stale_definitions'
+    assert [f['evidence'] for f in verdict['secondary'] if f['cause'] == 'probes_not_run'] == [['not run: dns %s' % SERVER]]
+
+
+def test_a_probe_that_ran_and_timed_out_still_counts():
+    verdict = verdict_for(revocation_blocked)
+    assert verdict['cause'] == 'revocation_check_failed'
+    assert 'probes_not_run' not in {f['cause'] for f in verdict['secondary']}

@@ -750,3 +750,66 @@ def test_xml_parsers_without_xmltodict(monkeypatch: pytest.MonkeyPatch) -> None:
     for parser, flag in ((parse_local_xml, 'available'), (parse_policy_xml, 'readable')):
         result = parser(sample('synthetic-local-old.xml'))
         assert result[flag] is False and 'xmltodict is not installed' in result['problem']
+
+
+# ---------------------------------------------------------------- probes that did not run, system task (issue 10)
+
+def _probe_doc(probes: dict, **top: t.Any) -> dict:
+    return dict({'format': 1, 'action': 'collect', 'context': 'system', 'probes': probes, 'errors': []}, **top)
+
+
+def test_probes_keep_their_identity_when_they_did_not_run_or_timed_out():
+    facts = parse_evidence(_probe_doc({
+        'dns': [{'name': 'tetra-defs.amp.cisco.com', 'timed_out': False, 'not_run': True, 'error': None},
+                {'name': 'validation.identrust.com', 'timed_out': True, 'not_run': False, 'error': None}],
+        'tls': {'host': 'tetra-defs.amp.cisco.com', 'port': 443, 'timed_out': False, 'not_run': True, 'error': None},
+        'curl': {'path': 'C:\\Windows\\System32\\curl.exe', 'url': 'https://tetra-defs.amp.cisco.com/', 'timed_out': False, 'not_run': True,
+                 'error': None},
+        'http': [{'url': 'http://validation.identrust.com/', 'timed_out': False, 'not_run': True, 'error': None}],
+        'proxy': {'server': 'proxy.corp.example', 'port': 8080, 'source': 'policy', 'timed_out': False, 'not_run': True, 'error': None},
+    }))
+    probes = facts['probes']
+    assert [(e['name'], e['ok'], e['not_run'], e['timed_out']) for e in probes['dns']] == [
+        ('tetra-defs.amp.cisco.com', None, True, False), ('validation.identrust.com', False, False, True)]
+    assert (probes['tls']['host'], probes['tls']['port'], probes['tls']['not_run'], probes['tls']['connect_ok']) == (
+        'tetra-defs.amp.cisco.com', 443, True, None)
+    assert (probes['curl']['url'], probes['curl']['not_run'], probes['curl']['exit_code']) == ('https://tetra-defs.amp.cisco.com/', True, None)
+    assert (probes['http'][0]['host'], probes['http'][0]['ok'], probes['http'][0]['not_run']) == ('validation.identrust.com', None, True)
+    assert (probes['proxy']['server'], probes['proxy']['not_run'], probes['proxy']['connect_ok']) == ('proxy.corp.example', True, None)
+    assert not any('resolving tetra-defs.amp.cisco.com' in p for p in facts['problems'])
+    assert 'resolving validation.identrust.com failed: timed out' in facts['problems']
+    assert 'probe not run: tls tetra-defs.amp.cisco.com:443' in facts['problems']
+    assert 'probe not run: proxy proxy.corp.example:8080' in facts['problems']
+
+
+@pytest.mark.parametrize('record, problem', [
+    ({'registered': True, 'started': False, 'finished': False, 'stopped': False, 'state': 'Ready', 'last_result': 267011},
+     'the LocalSystem scheduled task never started (state Ready, last result 0x00041303)'),
+    ({'registered': True, 'started': True, 'finished': False, 'stopped': True, 'state': 'Running', 'last_result': 267009},
+     'the LocalSystem scheduled task started but did not finish (state Running, stopped True)'),
+])
+def test_system_task_record_is_parsed_and_reported(record: dict, problem: str):
+    facts = parse_evidence(_probe_doc({}, system_task=dict(record, is_system=None, duration_ms=1000, error=None)))
+    assert facts['system_task']['registered'] is True and facts['system_task']['started'] is record['started']
+    assert problem in facts['problems']
+
+
+def test_finished_system_task_and_new_fields_are_plain_facts():
+    facts = parse_evidence(_probe_doc(
+        {'tls': {'host': 'h', 'port': 443, 'chain': [], 'chain_status': [], 'chain_source': 'callback', 'timed_out': False, 'not_run': False},
+         'http': [{'url': 'http://validation.identrust.com/', 'status': 200, 'timed_out': False, 'not_run': False, 'via_proxy': None,
+                   'proxy_mode': 'direct', 'duration_ms': 40, 'error': None}]},
+        system_task={'registered': True, 'started': True, 'finished': True, 'stopped': False, 'state': 'Ready', 'last_result': 0,
+                     'is_system': True, 'duration_ms': 2500, 'error': None}))
+    assert facts['probes']['tls']['chain_source'] == 'callback' and facts['probes']['http'][0]['proxy_mode'] == 'direct'
+    assert facts['system_task']['finished'] is True and facts['system_task']['is_system'] is True
+    assert not any('LocalSystem' in p for p in facts['problems'])
+    assert parse_evidence(_probe_doc({}))['system_task'] is None
+
+
+def test_a_section_that_failed_on_the_endpoint_is_null_with_its_error():
+    facts = parse_evidence({'format': 1, 'install': None, 'posture': None,
+                            'errors': [{'section': 'install', 'type': 'Microsoft.Management.Infrastructure.CimException', 'hresult': -2146233088}]})
+    assert not any('section install is not a JSON object' in p for p in facts['problems'])
+    assert any('section posture is not a JSON object' in p for p in facts['problems'])
+    assert any('endpoint error in install' in p for p in facts['problems'])

@@ -114,3 +114,28 @@ def test_chunk_assembler_rejects_damage_and_gaps(tmp_path):
     with pytest.raises(ValueError, match='offset 2'):
         assembler.add(2, b'cd')
     assembler.abort()
+
+
+# ---------------------------------------------------------------- command lines (issue 9 item 5)
+
+@pytest.mark.parametrize('path', ['C:\\Program Files\\Cisco\\AMP\\8.1.7.21417\\sfc.exe', 'D:\\Cisco AMP (x86)\\8.1.7\\sfc.exe'])
+def test_forceupdate_command_splits_into_the_connector_sfc_and_one_switch(path):
+    from tests.lab.windows import command_line_to_argv
+    line = rem.forceupdate_command({'install': {'sfc_path': path}})
+    assert command_line_to_argv(line) == [path, '-forceupdate']
+    assert rem.forceupdate_command({'install': {}}) is None
+
+
+@pytest.mark.parametrize('work_dir', ['C:\\Windows\\Temp\\tetra-support-20261128T023000Z-1a2b3c4d', 'C:\\W T\\Temp\\tetra-support-x y'])
+def test_support_command_lines_split_into_the_intended_argv(work_dir):
+    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import fill_placeholders
+    from tests.lab.windows import command_line_to_argv
+    lines = {name: fill_placeholders(text, {'work_dir': work_dir}) for name, text in rem.support_command_lines(128).items()}
+    split = {name: command_line_to_argv('tool.exe ' + text)[1:] for name, text in lines.items()}
+    assert split == {
+        'sfc_log_start': ['-l', 'start'], 'sfc_log_stop': ['-l', 'stop'], 'sfc_forceupdate': ['-forceupdate'],
+        'pktmon_start': ['start', '--capture', '--pkt-size', '0', '--file-name', work_dir + '\\capture.etl', '--file-size', '128'],
+        'pktmon_stop': ['stop'],
+        'netsh_trace_start': ['trace', 'start', 'capture=yes', 'tracefile=%s\\capture.etl' % work_dir, 'maxsize=128', 'overwrite=yes'],
+        'netsh_trace_stop': ['trace', 'stop'], 'ipsupporttool': ['-o', work_dir],
+    }

@@ -146,6 +146,13 @@ def test_timed_out_probe_with_identity_passes():
     assert failures(document) == {}
 
 
+def test_probe_that_did_not_run_passes_with_its_identity_and_fails_without():
+    not_run = {'name': 'tetra-defs.amp.cisco.com', 'timed_out': False, 'not_run': True, 'error': None}
+    assert failures(mutate(lambda d: d['probes']['dns'].__setitem__(0, not_run))) == {}
+    nameless = {'timed_out': False, 'not_run': True, 'error': None}
+    assert failures(mutate(lambda d: d['probes']['dns'].__setitem__(0, nameless)))
+
+
 def test_sections_not_requested_may_be_absent():
     request = dict(build_request('collect', ('install', 'posture', 'files', 'system'), {}), format=1)
     document = mutate(lambda d: d.pop('probes'))
