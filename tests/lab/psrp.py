@@ -230,7 +230,7 @@ class PowerShellRemoting:
         pool = Pool(shell_id.upper(), request.resource_uri, caller, Defragmenter())
         try:
             messages = pool.defragmenter.feed(base64.b64decode((creation.text or '') if creation is not None else ''))
-        except Exception:  # pylint: disable=broad-except  (any undecodable creationXml)
+        except Exception:  # pylint: disable=broad-except  # any undecodable creationXml
             messages = []
         kinds = [m.message_type for m in messages]
         if kinds != [MessageType.SESSION_CAPABILITY, MessageType.INIT_RUNSPACEPOOL]:
@@ -491,7 +491,7 @@ class PowerShellRemoting:
             if not hasattr(record, attr):  # ErrorRecord.__init__ leaves a few unset (target_object, invocation_info)
                 setattr(record, attr, None)
         record.target_object = target or None
-        record._to_string = message  # pylint: disable=protected-access  (ComplexObject's ToString)
+        record._to_string = message  # pylint: disable=protected-access  # ComplexObject's ToString
         return record
 
     # ---- framing ----

@@ -248,10 +248,10 @@ def real_connection(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: t.Any)
                        stdin_iterator: t.Iterable[tuple[bytes, bool]] | None = None) -> tuple[int, bytes, bytes]:
             chunks = list(stdin_iterator or ())
             recorded.winrm.append({'command': command, 'args': [to_text(arg) for arg in args], 'from_exec': from_exec,
-                                   'chunks': chunks, 'stdin': b''.join(chunk for chunk, _ in chunks)})
+                                   'chunks': chunks, 'stdin': b''.join(chunk for chunk, dummy in chunks)})
             return 0, STDOUT, b''
 
-        monkeypatch.setattr(connection, '_winrm_connect', lambda: object())  # opens no shell
+        monkeypatch.setattr(connection, '_winrm_connect', object)  # opens no shell
         monkeypatch.setattr(connection, '_winrm_exec', winrm_exec)
     elif name == 'psrp':
         def psrp_connect() -> t.Any:
@@ -281,7 +281,7 @@ def real_connection(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: t.Any)
 def winrm_reaches_windows(recorded: Recorded) -> tuple[dict[str, t.Any], str]:
     (call,) = recorded.winrm
     assert call['from_exec'] is True
-    assert [last for _, last in call['chunks']] == [False] * (len(call['chunks']) - 1) + [True]  # end of stream once, at the end
+    assert [last for dummy, last in call['chunks']] == [False] * (len(call['chunks']) - 1) + [True]  # end of stream once, at the end
     argv = parse_winrs_command(call['command'], call['args'])
     if CORE < (2, 19):
         # winrm 2.18 encodes every command again: the outer powershell.exe runs our command line as

@@ -87,7 +87,7 @@ def test_quote_argument_round_trips_a_whole_argument_list():
 
 def test_quote_argument_round_trips_generated_values_of_spaces_tabs_quotes_and_backslashes():
     generator = random.Random(9)  # fixed seed: the same 2,000 values every run
-    values = [''.join(generator.choice(' \t"\\a') for _ in range(generator.randint(0, 10))) for _ in range(2000)]
+    values = [''.join(generator.choice(' \t"\\a') for dummy in range(generator.randint(0, 10))) for dummy2 in range(2000)]
     for value in values:
         assert command_line_to_argv('prog ' + quote_argument(value) + ' next') == ['prog', value, 'next'], repr(value)
 
@@ -102,7 +102,7 @@ def test_quote_argument_leaves_plain_words_unquoted():
 
 
 def collection_argv() -> list[str]:
-    command, _ = build_command('Write-Output 1', {'action': 'collect'})
+    command = build_command('Write-Output 1', {'action': 'collect'})[0]
     return command_line_to_argv(command)
 
 
