@@ -21,21 +21,13 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import EvidenceCall, RemoteError
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import REDACTED, EvidenceCall, RemoteError, redact, redact_text
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import write_file_atomic
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request
 
-_PASSWORD_ELEMENT = re.compile(r'(<(?:[A-Za-z0-9_]+:)?password\b[^>]*>)(.*?)(</(?:[A-Za-z0-9_]+:)?password>)', re.S | re.I)
-
-
-def redact(document: t.Any) -> t.Any:
-    """Evidence with every XML password element emptied: policy.xml carries the proxy password."""
-    if isinstance(document, dict):
-        return {key: redact(value) for key, value in document.items()}
-    if isinstance(document, list):
-        return [redact(value) for value in document]
-    if isinstance(document, str) and '<' in document:
-        return _PASSWORD_ELEMENT.sub(r'\1REDACTED\3', document)
-    return document
+# redact() is the collection's one redaction (defined beside the endpoint call in _remote.py, which
+# quotes endpoint output in its messages): XML elements, attributes and JSON forms, any case, cut text.
+__all__ = ['REDACTED', 'TetraActionBase', 'redact', 'redact_text', 'save_evidence', 'utc_now']
 
 
 def utc_now() -> str:
@@ -44,12 +36,11 @@ def utc_now() -> str:
 
 def save_evidence(folder: str, host: str, request: dict[str, t.Any], document: dict[str, t.Any], **extra: t.Any) -> str:
     """Write one host's evidence where analyze.yml can replay it; returns the file path."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, '%s.json' % re.sub(r'[^A-Za-z0-9_.-]', '_', host))
-    record = dict(extra, format=1, host=host, saved_at=utc_now(), request=request, evidence=redact(document))
-    with open(path + '.tmp', 'w', encoding='utf-8') as handle:
-        json.dump(record, handle, indent=1, sort_keys=True)
-    os.replace(path + '.tmp', path)
+    name = re.sub(r'[^A-Za-z0-9_.-]', '_', host).strip('.') or 'endpoint'
+    path = os.path.join(folder, '%s.json' % name)
+    record = redact(dict(extra, format=1, host=host, saved_at=utc_now(), request=request, evidence=document))
+    # Lone surrogates from a hostile endpoint cannot be written as UTF-8: JSON escapes them (ensure_ascii).
+    write_file_atomic(path, json.dumps(record, indent=1, sort_keys=True, default=str) + '\n')
     return path
 
 
@@ -79,7 +70,8 @@ class TetraActionBase(ActionBase):
             raise AnsibleActionFail(to_text(exc)) from None
         except RemoteError as exc:
             result.update(exc.result)
-        return result
+        # Results are printed (-v) and registered: no password leaves the action, whatever form it came in.
+        return t.cast(dict, redact(result))
 
     def run_action(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         """Default flow: one collect call, then the subclass shapes the facts."""

@@ -45,8 +45,12 @@ BOOTSTRAP = (
     # ansible-core's own exit-code propagation (the shell plugin's preserve_rc), inside the encoded text.
     "If (-not $?) { If (Get-Variable LASTEXITCODE -ErrorAction SilentlyContinue) { exit $LASTEXITCODE } Else { exit 1 } }\n"
 )
-# Seconds the controller waits beyond the endpoint's own deadline before giving up on the call.
+# The per-host wall-clock bound of one endpoint call is the request's deadline plus this grace: the
+# call itself (connect, retry included) gets the deadline + (_GRACE_S - _CLOSE_S), closing the shell after
+# a failed or abandoned call gets the last _CLOSE_S. Whatever the endpoint does (slow drip, frozen after
+# the shell opened, half-open TCP), the action returns within deadline + _GRACE_S (docs/connections.md).
 _GRACE_S = 30
+_CLOSE_S = 5
 _QUOTE_LIMIT = 400
 # A real document is tens of kB (a read_file chunk about 6 MB): more is a hostile or broken endpoint.
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
@@ -57,6 +61,89 @@ AUTH_FAILURE = re.compile(r'\b401\b|credentials were rejected|failed to authenti
 _RESET_PATTERNS = re.compile(r'reset by peer|connection aborted|remotedisconnected|broken pipe|connection reset|10054|forcibly closed', re.I)
 # A transient server error (WinRM service busy, HTTP 500 without a WS-Management fault we act on).
 _TRANSIENT_PATTERNS = re.compile(r'\b50[023]\b|internal server error|service unavailable|bad gateway', re.I)
+
+
+def announced_bound_s(deadline_s: t.Any) -> float:
+    """The per-host wall-clock bound of one endpoint call with this deadline (seconds)."""
+    try:
+        deadline = float(deadline_s)
+    except (TypeError, ValueError):
+        deadline = 60.0
+    return max(deadline, 0.0) + _GRACE_S
+
+
+# --- secrets -------------------------------------------------------------------------------------
+# One redaction for everything stored or printed: XML elements (<password>, <passwd>, <proxy_password>,
+# <ProxyPassword>, <pass>, namespaced or not), attributes (password="..."), JSON ("password": "..."),
+# any case, raw or escaped (\u003c, &lt;, \"), and text cut by quoting or truncation (a value without its
+# closing tag or quote, or a quote that starts inside the value before a closing tag).
+REDACTED = 'REDACTED'
+_NAME = r'(?:[\w.-]+:)?(?:[\w.-]*?(?:password|passwd|passphrase|pwd)[\w.-]*|pass)'
+_LT = r'(?:<|\\u003[cC]|&lt;|&#60;)'
+_GT = r'(?:>|\\u003[eE]|&gt;|&#62;)'
+_NOT_LT = r'(?:(?!<|\\u003[cC]|&lt;|&#60;)[^\x00])'
+_SECRET_KEY = re.compile(r'^[\w.:-]*(?:password|passwd|passphrase|pwd)[\w.-]*$|^pass$', re.I)
+_SECRET_PATTERNS = (
+    # <password attr="x">value</password>, and <password>value cut before its closing tag
+    (re.compile(r'(%s%s(?:\s[^<>]*?)?(?<!/)%s)(?:<!\[CDATA\[.*?(?:\]\]>|$)|%s+)' % (_LT, _NAME, _GT, _NOT_LT), re.I | re.S),
+     r'\1' + REDACTED),
+    # value</password> whose opening tag was cut off by the quote
+    (re.compile(r'^((?:[^<>]*?%s)?)(%s+)(%s/%s%s)' % (_GT, _NOT_LT, _LT, _NAME, _GT), re.I | re.S), r'\1' + REDACTED + r'\3'),
+    # password="value" / password='value' / password=\"value\" / password=value, quote possibly cut
+    (re.compile(r'(?<![\w"\\])(%s\s*=\s*)(\\?["\'])(.*?)(\2|$)' % _NAME, re.I | re.S), r'\1\2' + REDACTED + r'\4'),
+    (re.compile(r'(?<![\w"\\])(%s\s*=\s*)(?![\s"\'\\])([^\s<>&;,]+)' % _NAME, re.I), r'\1' + REDACTED),
+    # "password": "value" (also \"password\": \"value\" inside a JSON string), value possibly cut
+    (re.compile(r'((\\?")%s\2\s*:\s*)(\2)((?:\\.|(?!\2).)*?)(\2|$)' % _NAME, re.I | re.S), r'\1\3' + REDACTED + r'\5'),
+    (re.compile(r'((\\?")%s\2\s*:\s*)(-?\d[\d.eE+-]*)' % _NAME, re.I), r'\1"%s"' % REDACTED),
+)
+
+
+# Characters a hostile endpoint could use against a terminal, a spreadsheet or a browser: C0/C1 controls
+# (ESC starts terminal sequences), bidirectional overrides, zero-width marks, lone UTF-16 surrogates
+# (they cannot be encoded, so they stop any UTF-8 writer). Tab and line feed stay.
+_UNPRINTABLE = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]')
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return '\\x%02x' % code if code < 0x100 else '\\u%04x' % code
+
+
+def printable(text: str) -> str:
+    """``text`` safe for every output: CRLF -> LF; controls, escapes, bidi marks and lone surrogates as visible \\xNN/\\uNNNN."""
+    if not isinstance(text, str):
+        text = to_text(text, errors='surrogate_or_replace')
+    return _UNPRINTABLE.sub(_escape_char, text.replace('\r\n', '\n'))
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every password value replaced by REDACTED (element, attribute and JSON forms)."""
+    if not text or not re.search(r'pass|pwd', text, re.I):
+        return text
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _is_secret_value(value: t.Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (str, int, float)) and value != ''
+
+
+def redact(value: t.Any) -> t.Any:
+    """A copy of ``value`` (evidence, a result, a message) with every password redacted.
+
+    Strings go through redact_text; in mappings a key that names a password has its value replaced.
+    """
+    if isinstance(value, dict):
+        return {key: (REDACTED if isinstance(key, str) and _SECRET_KEY.match(key) and _is_secret_value(item)
+                      else redact(item)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(item) for item in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bytes):
+        return redact_text(decode_text(value))
+    return value
 
 
 class RemoteError(Exception):
@@ -118,10 +205,10 @@ def build_command(script: str, request: dict[str, t.Any], shell: t.Any = None) -
 
 def quote_output(data: bytes | str | None, limit: int = _QUOTE_LIMIT) -> str:
     """A short printable excerpt of what came back, for messages."""
-    text = decode_text(data or b'').strip()
+    text = redact_text(decode_text(data or b'').strip())
     if len(text) > limit:
-        text = text[:limit] + '... (%d characters in all)' % len(text)
-    return text or '(nothing)'
+        text = redact_text(text[:limit]) + '... (%d characters in all)' % len(text)
+    return printable(text) or '(nothing)'
 
 
 def clean_stderr(data: bytes | str | None) -> str:
@@ -140,7 +227,7 @@ def parse_document(rc: int, stdout: bytes | str, stderr: bytes | str) -> dict[st
         raise RemoteError('The endpoint answered %d bytes, more than the %d MB a document can be; it starts with: %s'
                           % (len(stdout), MAX_OUTPUT_BYTES // 2 ** 20, quote_output(stdout[:_QUOTE_LIMIT])), rc=rc)
     text = decode_text(stdout).strip()
-    details = {'rc': rc, 'stdout': quote_output(stdout), 'stderr': clean_stderr(stderr)[:_QUOTE_LIMIT]}
+    details = {'rc': rc, 'stdout': quote_output(stdout), 'stderr': printable(redact_text(redact_text(clean_stderr(stderr))[:_QUOTE_LIMIT]))}
     if rc != 0:
         raise RemoteError('The evidence script exited with code %d: %s' % (rc, details['stderr'] or details['stdout']), **details)
     if not text:
@@ -169,7 +256,13 @@ def classify_connection_error(exc: Exception) -> str:
 
 
 class EvidenceCall:
-    """One evidence request to one endpoint through an Ansible connection."""
+    """One evidence request to one endpoint through an Ansible connection, within a wall-clock bound.
+
+    The bound (``announced_bound_s(deadline_s)``) holds whatever the endpoint does: the connection
+    plugin's exec_command (and the reset before a retry) run in a daemon thread that is abandoned when
+    the time is up, and the connection's close is bounded too, both here after a failure and when
+    Ansible closes the connection after the task (the connection's ``close`` is wrapped).
+    """
 
     def __init__(self, connection: t.Any, request: dict[str, t.Any], script: str | None = None) -> None:
         self.connection = connection
@@ -177,16 +270,42 @@ class EvidenceCall:
         self.script = script if script is not None else load_script()
         self.attempts = 0
         self.round_trip_ms = 0
+        self.elapsed_ms = 0
+        self.bound_s = announced_bound_s(self.request.get('deadline_s', 60))
+        self._started = 0.0
 
     def run(self) -> dict[str, t.Any]:
-        """Execute with one retry on a transport reset; return the evidence document."""
+        """Execute with one retry on a transport reset or transient 5xx; return the evidence document."""
         command, stdin = build_command(self.script, self.request, powershell_shell(self.connection))
-        started = time.monotonic()
+        self._started = time.monotonic()
+        bound_close(self.connection)
         try:
             rc, stdout, stderr = self._exec_with_retry(command, stdin)
+        except RemoteError as exc:
+            self._close_after_failure()
+            self._finish_timings()
+            exc.result.setdefault('timings', self.timings())
+            exc.result['msg'] = printable(redact_text(exc.result['msg']))
+            raise
         finally:
-            self.round_trip_ms = int((time.monotonic() - started) * 1000)
-        return parse_document(rc, stdout, stderr)
+            self._finish_timings()
+        try:
+            return parse_document(rc, stdout, stderr)
+        except RemoteError as exc:
+            exc.result.setdefault('timings', self.timings())
+            raise
+
+    def timings(self) -> dict[str, t.Any]:
+        return {'round_trip_ms': self.round_trip_ms, 'elapsed_ms': self.elapsed_ms, 'attempts': self.attempts, 'bound_s': self.bound_s}
+
+    def _finish_timings(self) -> None:
+        self.elapsed_ms = int((time.monotonic() - self._started) * 1000)
+        if not self.round_trip_ms:
+            self.round_trip_ms = self.elapsed_ms
+
+    def _remaining(self) -> float:
+        """Seconds left for the call itself: the bound minus the share kept to close the connection."""
+        return self._started + self.bound_s - _CLOSE_S - time.monotonic()
 
     def _exec_with_retry(self, command: str, stdin: bytes) -> tuple[int, bytes, bytes]:
         for attempt in (1, 2):
@@ -195,32 +314,27 @@ class EvidenceCall:
                 return self._exec_within_budget(command, stdin)
             except AnsibleConnectionFailure as exc:
                 kind = classify_connection_error(exc)
-                if kind in ('reset', 'transient') and attempt == 1:
+                if kind in ('reset', 'transient') and attempt == 1 and self._remaining() > 1:
                     self._reset_connection()
                     continue
                 raise RemoteError(self._unreachable_message(kind, exc), unreachable=True) from None
         raise AssertionError('unreachable')  # pragma: no cover
 
     def _exec_within_budget(self, command: str, stdin: bytes) -> tuple[int, bytes, bytes]:
-        """exec_command in a thread so a hung transport cannot hold the task forever."""
-        outcome: dict[str, t.Any] = {}
-
-        def target() -> None:
-            try:
-                outcome['value'] = self.connection.exec_command(command, in_data=stdin, sudoable=False)
-            except Exception as exc:  # pylint: disable=broad-except  # re-raised in the caller's thread
-                outcome['error'] = exc
-
-        budget = float(self.request.get('deadline_s', 60)) + _GRACE_S
-        worker = threading.Thread(target=target, name='tetra-exec', daemon=True)
-        worker.start()
-        worker.join(budget)
-        if worker.is_alive():
-            raise RemoteError('The endpoint did not answer within %d s (deadline %s s + %d s grace)'
-                              % (budget, self.request.get('deadline_s'), _GRACE_S), unreachable=True)
+        """exec_command in a thread so a hung transport cannot hold the task beyond the bound."""
+        done, outcome = run_bounded(lambda: self.connection.exec_command(command, in_data=stdin, sudoable=False), self._remaining())
+        if not done:
+            raise self._timeout_error('no answer')
         if 'error' in outcome:
             raise self._as_connection_failure(outcome['error'])
         return outcome['value']
+
+    def _timeout_error(self, what: str) -> RemoteError:
+        elapsed = time.monotonic() - self._started
+        return RemoteError('The endpoint did not answer within the %s s bound (deadline %s s + %d s grace): %s after %.1f s '
+                           '(attempt %d); the call was abandoned' % (_fmt_s(self.bound_s), self.request.get('deadline_s'), _GRACE_S,
+                                                                     what, elapsed, self.attempts),
+                           unreachable=True, timed_out=True)
 
     @staticmethod
     def _as_connection_failure(exc: Exception) -> Exception:
@@ -232,10 +346,24 @@ class EvidenceCall:
         return AnsibleConnectionFailure('%s: %s' % (type(exc).__name__, to_text(exc)))
 
     def _reset_connection(self) -> None:
-        try:
-            self.connection.reset()
-        except Exception:  # pylint: disable=broad-except  # best effort; the retry reports the real error
-            pass
+        """Before the retry: close the old shell (ansible-core's winrm reset() opens a new one and leaves the
+        old one on the endpoint, where WinRM counts it against MaxShellsPerUser), then reset, which
+        reconnects (network I/O): both within the remaining time; best effort."""
+        self._close(min(_CLOSE_S, max(self._remaining(), 0.1)))
+        done, dummy = run_bounded(self.connection.reset, self._remaining())
+        if not done:
+            raise self._timeout_error('reconnecting for the retry hung')
+
+    def _close(self, seconds: float) -> None:
+        close = getattr(self.connection, 'close', None)
+        if isinstance(close, _BoundedClose):
+            close(timeout=seconds)
+        elif close is not None:
+            run_bounded(close, min(seconds, _CLOSE_S), 'tetra-close')
+
+    def _close_after_failure(self) -> None:
+        """Close the shell now, within the share of the bound kept for it, so a failed call leaves nothing open."""
+        self._close(max(self._started + self.bound_s - time.monotonic(), 0.5))
 
     def _unreachable_message(self, kind: str, exc: Exception) -> str:
         reason = {
@@ -244,3 +372,67 @@ class EvidenceCall:
             'transient': 'the WinRM service failed twice',
         }.get(kind, 'connection failed')
         return 'Endpoint unreachable: %s: %s' % (reason, to_text(exc))
+
+
+def _fmt_s(seconds: float) -> str:
+    return ('%.1f' % seconds).rstrip('0').rstrip('.')
+
+
+def run_bounded(function: t.Callable[[], t.Any], seconds: float, name: str = 'tetra-exec') -> tuple[bool, dict[str, t.Any]]:
+    """Run ``function`` in a daemon thread for at most ``seconds``: (finished, {'value' | 'error'}).
+
+    A thread still running when the time is up is abandoned (it holds no lock of ours and dies with
+    the worker process).
+    """
+    outcome: dict[str, t.Any] = {}
+
+    def target() -> None:
+        try:
+            outcome['value'] = function()
+        except Exception as exc:  # pylint: disable=broad-except  # handed to the caller's thread
+            outcome['error'] = exc
+
+    worker = threading.Thread(target=target, name=name, daemon=True)
+    worker.start()
+    worker.join(max(seconds, 0.0))
+    return not worker.is_alive(), outcome
+
+
+class _BoundedClose:
+    """Replaces a connection's ``close``: the plugin's own close, abandoned after ``_CLOSE_S`` seconds.
+
+    Ansible closes the connection after every task (TaskExecutor); a WinRM or PSRP close sends a
+    Delete to the endpoint, which a frozen or slow-drip endpoint never answers.
+    """
+
+    def __init__(self, connection: t.Any, original: t.Callable[[], t.Any]) -> None:
+        self.connection = connection
+        self.original = original
+        self.abandoned = 0
+
+    def __call__(self, timeout: float | None = None) -> None:
+        done, outcome = run_bounded(self.original, min(_CLOSE_S, timeout) if timeout is not None else _CLOSE_S, 'tetra-close')
+        if not done:
+            self.abandoned += 1
+            # The plugin's state still names the open shell: forget it so no later close waits on it again.
+            for name in ('shell_id', 'protocol', 'runspace', '_psrp_conn'):
+                if getattr(self.connection, name, None) is not None:
+                    try:
+                        setattr(self.connection, name, None)
+                    except AttributeError:
+                        pass
+            if hasattr(self.connection, '_connected'):
+                self.connection._connected = False  # pylint: disable=protected-access
+        elif 'error' in outcome:
+            pass  # a failed close is not the task's problem
+
+
+def bound_close(connection: t.Any) -> None:
+    """Make ``connection.close`` bounded (idempotent)."""
+    close = getattr(connection, 'close', None)
+    if close is None or isinstance(close, _BoundedClose):
+        return
+    try:
+        connection.close = _BoundedClose(connection, close)
+    except AttributeError:
+        pass

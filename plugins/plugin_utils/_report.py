@@ -16,10 +16,11 @@ import io
 import json
 import os
 import re
+import tempfile
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import AUTH_FAILURE
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import AUTH_FAILURE, printable, redact
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import STATUS_ORDER, page
 
 REPORT_FORMAT = 1
@@ -117,12 +118,45 @@ def verdict_record(host: str, verdict: dict[str, t.Any], checked_at: str) -> Rec
     return record
 
 
+def sanitize(value: t.Any, depth: int = 0) -> t.Any:
+    """Report data safe for every format: text through printable() (controls, terminal escapes, bidi marks,
+    lone surrogates made visible), passwords redacted, keys as text, nesting cut at 50 levels."""
+    if depth > 50:
+        return '(nested too deeply)'
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(str(key)): sanitize(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [sanitize(item, depth + 1) for item in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return printable(str(value))
+
+
+def broken_record(host: str, exc: Exception, checked_at: str) -> Record:
+    """The row of a host whose result could not be read: one bad host never costs the others their report."""
+    message = 'The diagnosis result of this host could not be read (%s: %s)' % (type(exc).__name__, str(exc)[:200])
+    return empty_record(host, 'unknown', 'evidence_invalid', message, [message],
+                        'Run the diagnosis on this host again with evidence_dir set and look at the saved evidence.', checked_at)
+
+
 def record_from_result(host: str, result: t.Any, checked_at: str) -> Record:
     """One report record from whatever the diagnosis task left for a host."""
+    try:
+        return _record_from_result(host, result, checked_at)
+    except Exception as exc:  # pylint: disable=broad-except  # a hostile result is a bad row, not a failed report
+        return broken_record(host, exc, checked_at)
+
+
+def _record_from_result(host: str, result: t.Any, checked_at: str) -> Record:
     if not isinstance(result, dict) or not result:
         return missing_record(host, checked_at)
     if result.get('unreachable'):
-        return unreachable_record(host, str(result.get('msg') or ''), checked_at)
+        record = unreachable_record(host, str(result.get('msg') or ''), checked_at)
+        if isinstance(result.get('timings'), dict):
+            record['timings'] = dict(result['timings'])
+        return record
     if isinstance(result.get('verdict'), dict):
         return verdict_record(host, result['verdict'], checked_at)
     return failed_record(host, result, checked_at)
@@ -209,8 +243,11 @@ def build_records(hosts: list[str], results: dict[str, t.Any], checked_at: str |
             continue
         seen.add(host)
         record = record_from_result(host, results.get(host), checked_at)
-        record['attributes'] = _plan.attributes(results.get(host), addresses.get(host))
-        records.append(record)
+        try:
+            record['attributes'] = _plan.attributes(results.get(host), addresses.get(host))
+        except Exception:  # pylint: disable=broad-except  # the row stays, without what it may share
+            record['attributes'] = {}
+        records.append(sanitize(redact(record)))
     return records
 
 
@@ -228,7 +265,7 @@ def load_report(path: str) -> list[Record]:
     records = document.get('hosts')
     if not isinstance(records, list) or not all(isinstance(r, dict) and r.get('host') for r in records):
         raise ValueError('%s has no valid "hosts" list' % path)
-    return records
+    return [sanitize(record) for record in records]
 
 
 def merge_records(*record_lists: list[Record]) -> list[Record]:
@@ -279,7 +316,8 @@ def needs_action_rows(records: list[Record], limit: int | None = None) -> list[d
 
 def build_document(records: list[Record], meta: dict[str, t.Any]) -> dict[str, t.Any]:
     """The JSON report: format, generation data, run metadata, action plan, summary and one record per host."""
-    records = sorted(records, key=lambda r: str(r['host']))
+    records = sorted((sanitize(redact(record)) for record in records), key=lambda r: str(r['host']))
+    meta = sanitize(meta)
     return {'format': REPORT_FORMAT, 'generated_at': meta.get('generated_at') or utc_now(),
             'title': meta.get('title') or 'TETRA definitions: fleet report',
             'sources': list(meta.get('sources') or []), 'fleet_max_version': meta.get('fleet_max_version'),
@@ -418,17 +456,50 @@ RENDERERS: dict[str, t.Callable[[dict[str, t.Any]], str]] = {
 }
 
 
+def _file_mode() -> int:
+    """0o666 less the process umask: what open() would have given a new file."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_file_atomic(path: str, data: str | bytes, mode: int | None = None) -> str:
+    """Create or replace ``path`` atomically without following any planted link.
+
+    The data goes to a new temporary file in the same folder, created by mkstemp (O_CREAT | O_EXCL |
+    O_NOFOLLOW, random name, owner-only until complete), flushed, then renamed over ``path``: rename
+    replaces a link at ``path`` itself, never its target, and readers see the old or the new file whole.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    payload = data.encode('utf-8', 'backslashreplace') if isinstance(data, str) else data
+    handle, temporary = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(handle, 'wb') as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, _file_mode() if mode is None else mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    return path
+
+
 def write_report(folder: str, document: dict[str, t.Any], formats: t.Iterable[str]) -> dict[str, str]:
-    """Write the chosen formats into ``folder`` (atomically per file); returns format -> path."""
+    """Write the chosen formats into ``folder`` (atomically per file, no link followed); returns format -> path."""
     formats = list(formats)
     if formats:
         os.makedirs(folder, exist_ok=True)
+    document = sanitize(document)
     paths = {}
     for name in formats:
         path = os.path.join(folder, REPORT_FILES[name])
-        with open(path + '.tmp', 'w', encoding='utf-8', newline='') as handle:
-            handle.write(RENDERERS[name](document))
-        os.replace(path + '.tmp', path)
+        write_file_atomic(path, RENDERERS[name](document))
         paths[name] = path
     return paths
 

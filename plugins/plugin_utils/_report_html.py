@@ -12,6 +12,8 @@ from __future__ import annotations
 import html
 import typing as t
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import printable
+
 # Most urgent first: the order of summaries and of the table's default sort.
 STATUS_ORDER = ('failing', 'unreachable', 'unknown', 'not_installed', 'stale', 'ok')
 STATUS_COLOURS = {
@@ -116,7 +118,7 @@ _JS = """
 
 def esc(value: t.Any) -> str:
     """Text or attribute value, HTML-escaped (quotes included)."""
-    return html.escape('' if value is None else str(value), quote=True)
+    return html.escape(printable('' if value is None else str(value)), quote=True)
 
 
 def colour(status: str) -> str:

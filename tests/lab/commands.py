@@ -137,6 +137,43 @@ def wrong_shape(document: dict[str, t.Any]) -> dict[str, t.Any]:
     return document
 
 
+# Fault `payload`: what a hostile or broken endpoint prints instead of (or inside) its document.
+PAYLOAD_KINDS = ('lone_surrogates', 'terminal_escapes', 'huge', 'deep_json', 'wrong_types')
+_SURROGATE_MARK = 'LAB-LONE-SURROGATE'
+TERMINAL_ESCAPES = '\x1b]0;pwned\x07\x1b[2J\x1b[31mRED\x1b[0m\r\x08\x00\u202e'
+
+
+def hostile_payload(plan: t.Any, document: dict[str, t.Any]) -> str:
+    """The stdout of fault `payload` ({kind: K, mb: N, depth: N}), built from the real document.
+
+    lone_surrogates / terminal_escapes: the computer and service names carry a lone UTF-16 surrogate
+    (as `\\ud800` in the JSON, the way the script escapes it) or terminal escape sequences, control
+    characters and a bidi override; huge: a valid-looking document padded to `mb` MB (default 50);
+    deep_json: a document nested `depth` levels (default 100000); wrong_types: `install` is `[1]`.
+    """
+    plan = plan if isinstance(plan, dict) else {'kind': plan}
+    kind = plan.get('kind')
+    if kind not in PAYLOAD_KINDS:
+        raise ValueError('unknown payload kind %r (one of %s)' % (kind, ', '.join(PAYLOAD_KINDS)))
+    if kind == 'huge':
+        size = int(float(plan.get('mb', 50)) * 1024 * 1024)
+        return '{"format":1,"action":"collect","pad":"' + 'A' * size + '"}\r\n'
+    if kind == 'deep_json':
+        depth = int(plan.get('depth', 100000))
+        return '{"format":1,"action":"collect","deep":' + '[' * depth + ']' * depth + '}\r\n'
+    marker = _SURROGATE_MARK if kind == 'lone_surrogates' else TERMINAL_ESCAPES
+    if kind == 'wrong_types':
+        document['install'] = [1]
+    else:
+        if isinstance(document.get('host'), dict):
+            document['host']['computer_name'] = '%s-%s' % (document['host'].get('computer_name'), marker)
+        service = (document.get('install') or {}).get('service') if isinstance(document.get('install'), dict) else None
+        if isinstance(service, dict):
+            service['name'] = '%s%s' % (service.get('name'), marker)
+    text = ascii_escaped(ps_json(document))
+    return text.replace(_SURROGATE_MARK, '\\ud800') + '\r\n'
+
+
 class CommandRunner:
     """Runs commands for one endpoint."""
 
@@ -191,6 +228,8 @@ class CommandRunner:
         if faults.get('wrong_shape'):
             wrong_shape(built.document)
         stdout = faults['garbage_stdout'] if faults['garbage_stdout'] else ascii_escaped(ps_json(built.document)) + '\r\n'
+        if faults.get('payload') and request.get('action') in (None, 'collect'):
+            stdout = hostile_payload(faults['payload'], built.document)
         if run.console_output:
             # Written to the console, not the pipeline: lost in a runspace, so lost here too.
             stdout = ''

@@ -63,6 +63,8 @@ class EndpointServer(http.server.ThreadingHTTPServer):
         self.credentials = credentials
         self.tls = tls
         self.channel_binding = channel_binding
+        # Set when the lab stops: frozen, half-open and slow-drip connections let go of their threads.
+        self.stopping = threading.Event()
         super().__init__(address, LabHandler)
 
     @property
@@ -88,7 +90,26 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
     sys_version = ''
     server: EndpointServer
 
+    def handle(self) -> None:
+        """Fault `half_open`: the connection is accepted, then nothing is ever read or answered (a peer gone
+        without FIN or RST: the client's writes succeed, its reads never return)."""
+        if self.server.state.scenario['faults'].get('half_open'):
+            self.server.state.count('half_open')
+            self.hold()
+            self.close_connection = True
+            return
+        super().handle()
+
+    def hold(self, seconds: float = 3600.0) -> None:
+        """Keep the connection open and silent until the lab stops (or `seconds` pass)."""
+        self.server.stopping.wait(seconds)
+
     def setup(self) -> None:
+        self.drip_s = 0.0
+        if self.server.state.scenario['faults'].get('half_open'):
+            self.request.settimeout(None)
+            super().setup()
+            return
         if self.server.tls is not None:
             self.request.settimeout(15)
             self.request = self.server.tls.wrap_socket(self.request, server_side=True)
@@ -112,6 +133,9 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
 
     def answer(self, status: int, body: bytes = b'', content_type: str | None = SOAP_TYPE,
                headers: t.Iterable[tuple[str, str]] = ()) -> None:
+        if self.drip_s:
+            self.drip(status, body, content_type, headers)
+            return
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
@@ -120,6 +144,28 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def drip(self, status: int, body: bytes, content_type: str | None, headers: t.Iterable[tuple[str, str]]) -> None:
+        """Fault `slow_drip`: the whole answer (status line, headers, body), one byte every `interval_s` lab seconds.
+
+        Every byte arrives before a client's read timeout, so only a wall-clock bound ends the wait.
+        """
+        lines = ['HTTP/1.1 %d %s' % (status, self.responses.get(status, ('',))[0]), 'Server: %s' % self.server_version]
+        lines += ['%s: %s' % pair for pair in headers]
+        if body and content_type:
+            lines.append('Content-Type: %s' % content_type)
+        lines.append('Content-Length: %d' % len(body))
+        raw = ('\r\n'.join(lines) + '\r\n\r\n').encode('latin-1') + body
+        self.server.state.count('drips')
+        self.close_connection = True
+        for index in range(len(raw)):
+            if self.server.stopping.wait(self.drip_s):
+                return
+            try:
+                self.wfile.write(raw[index:index + 1])
+                self.wfile.flush()
+            except OSError:
+                return
 
     def reset(self) -> None:
         """Abort the connection with a TCP RST."""
@@ -249,6 +295,16 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             self.answer(400)
             return
+        faults = self.server.state.scenario['faults']
+        if request.action != 'create' and faults.get('frozen'):
+            # Fault `frozen`: the shell opened, then the endpoint stops answering anything (Delete included).
+            self.server.state.count('frozen')
+            self.hold()
+            self.close_connection = True
+            return
+        drip = faults.get('slow_drip')
+        if request.action != 'create' and drip:
+            self.drip_s = float((drip if isinstance(drip, dict) else {}).get('interval_s', 3)) * self.server.state.time_scale
         host, port = self.server.server_address[:2]
         caller = Caller(self.user or '', self.transport, 'https' if self.server.tls else 'http', encrypted, '%s:%s' % (host, port))
         try:
@@ -283,6 +339,8 @@ class Acceptor:
                 t.cast(EndpointServer, key.data)._handle_request_noblock()  # pylint: disable=protected-access
 
     def stop(self) -> None:
+        for server in self.servers:
+            server.stopping.set()
         self.running.clear()
         if self.thread.is_alive():
             self.thread.join(2)

@@ -128,7 +128,8 @@ class EndpointState:
         self.pending: list[tuple[float, dict[str, t.Any]]] = []
         self.files: dict[str, bytes] = {}
         self.counters: dict[str, int] = {'http_requests': 0, 'connections': 0, 'auth_failures': 0, 'commands': 0,
-                                         'forceupdates': 0, 'resets': 0, 'faults_500': 0, 'operation_timeouts': 0}
+                                         'forceupdates': 0, 'resets': 0, 'faults_500': 0, 'operation_timeouts': 0,
+                                         'half_open': 0, 'frozen': 0, 'drips': 0}
         self.agent_uuid = connector['agent_uuid'] or str(uuid.UUID(hashlib.md5(spec.name.encode()).hexdigest()))
 
     @property

@@ -73,7 +73,7 @@ class WinRS:
         self.fault_counts: dict[str, int] = {}
         culture = state.scenario['host']['culture']
         self.lang = culture if culture else 'en-US'
-        from .psrp import PowerShellRemoting  # pylint: disable=import-outside-toplevel  (psrp builds on this module)
+        from .psrp import PowerShellRemoting  # pylint: disable=import-outside-toplevel  # psrp builds on this module
         self.psrp = PowerShellRemoting(self)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 
 import pytest
@@ -46,8 +47,8 @@ class FakeConnection:
 
 
 def test_the_command_line_is_the_shell_plugins_own_encoded_form_and_constant():
-    first, _ = build_command('Write-Output 1', {'update_server': 'a'})
-    second, _ = build_command(load_script(), {'update_server': 'b' * 5000})
+    first = build_command('Write-Output 1', {'update_server': 'a'})[0]
+    second = build_command(load_script(), {'update_server': 'b' * 5000})[0]
     words = first.split(' ')
     assert words[:-1] == ['PowerShell', '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Unrestricted', '-EncodedCommand']
     assert first == second
@@ -177,3 +178,117 @@ def test_a_hung_transport_is_abandoned_after_the_budget(monkeypatch):
         EvidenceCall(connection, {'deadline_s': 0.1}, script='x').run()
     assert 'did not answer within' in caught.value.result['msg']
     assert caught.value.result['unreachable'] is True
+
+
+# ---- the per-host wall-clock bound (issue 12) ----
+
+class ClosingConnection(FakeConnection):
+    """A connection whose close (the WinRM Delete) can hang, like a frozen endpoint's."""
+
+    def __init__(self, *outcomes, close_s=0.0, reset_s=0.0):
+        super().__init__(*outcomes)
+        self.close_s = close_s
+        self.reset_s = reset_s
+        self.closes = 0
+        self.shell_id = 'shell-1'
+        self._connected = True
+
+    def close(self):
+        self.closes += 1
+        time.sleep(self.close_s)
+
+    def reset(self):
+        super().reset()
+        time.sleep(self.reset_s)
+
+
+@pytest.fixture
+def short_bound(monkeypatch):
+    """deadline 0.5 s + grace 1 s (0.3 s of it kept to close the connection)."""
+    monkeypatch.setattr(_remote, '_GRACE_S', 1.0)
+    monkeypatch.setattr(_remote, '_CLOSE_S', 0.3)
+    return 1.5
+
+
+def test_the_bound_holds_when_the_endpoint_never_answers_and_the_close_hangs(short_bound):
+    connection = ClosingConnection(lambda: time.sleep(30), close_s=30)
+    started = time.monotonic()
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 0.5}, script='x').run()
+    elapsed = time.monotonic() - started
+    assert elapsed < short_bound + 0.5
+    result = caught.value.result
+    assert result['unreachable'] is True and result['timed_out'] is True
+    assert 'did not answer within the 1.5 s bound (deadline 0.5 s + 1 s grace)' in result['msg']
+    # the real elapsed time, not the budget
+    reported = float(re.search(r'after (\d+\.\d) s', result['msg']).group(1))
+    assert 1.0 <= reported <= elapsed
+    assert result['timings']['elapsed_ms'] >= 1000 and result['timings']['bound_s'] == short_bound
+    assert connection.closes == 1 and connection.shell_id is None and connection._connected is False
+
+
+def test_ansibles_own_close_after_the_task_is_bounded_too(short_bound):
+    connection = ClosingConnection((0, GOOD, b''), close_s=30)
+    EvidenceCall(connection, {'deadline_s': 0.5}, script='x').run()
+    started = time.monotonic()
+    connection.close()  # what TaskExecutor does after every task
+    assert time.monotonic() - started < 1
+    assert connection.closes == 1
+
+
+def test_the_bound_covers_the_retry_and_the_reconnect(short_bound):
+    reset = AnsibleConnectionFailure('Connection reset by peer')
+    connection = ClosingConnection(reset, lambda: time.sleep(30), reset_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 0.5}, script='x').run()
+    assert time.monotonic() - started < short_bound + 0.5
+    assert '(attempt 2)' in caught.value.result['msg']
+    connection = ClosingConnection(reset, reset_s=30)
+    started = time.monotonic()
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 0.5}, script='x').run()
+    assert time.monotonic() - started < short_bound + 0.5
+    assert 'reconnecting for the retry hung' in caught.value.result['msg']
+
+
+def test_a_failed_call_closes_its_shell_at_once():
+    connection = ClosingConnection(AnsibleConnectionFailure('read timed out'))
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
+    assert connection.closes == 1
+    assert caught.value.result['timings']['attempts'] == 1
+
+
+def test_a_transient_500_on_the_receive_is_retried_like_a_reset():
+    busy = AnsibleConnectionFailure('winrm send_input failed; HTTP 503 Service Unavailable')
+    connection = FakeConnection(busy, (0, GOOD, b''))
+    call = EvidenceCall(connection, {'deadline_s': 5}, script='x')
+    assert call.run()['format'] == 1 and call.attempts == 2 and connection.resets == 1
+
+
+def test_announced_bound():
+    assert _remote.announced_bound_s(40) == 70
+    assert _remote.announced_bound_s(None) == 90
+    assert _remote.announced_bound_s(-5) == 30
+
+
+def test_messages_never_carry_a_password_or_a_terminal_escape():
+    with pytest.raises(RemoteError) as caught:
+        parse_document(0, b'\x1b]0;owned\x07<proxy><password>hunter2</password></proxy>', b'')
+    assert 'hunter2' not in caught.value.result['msg'] and '\x1b' not in caught.value.result['msg']
+    failure = AnsibleConnectionFailure('auth failed for <password>hunter2</password> \x1b[2J')
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(FakeConnection(failure), {'deadline_s': 5}, script='x').run()
+    assert 'hunter2' not in caught.value.result['msg'] and '\x1b' not in caught.value.result['msg']
+
+
+def test_printable_makes_hostile_characters_visible():
+    assert _remote.printable('a\x1b[2J\ud800\r\nb\u202e\x00\tc') == 'a\\x1b[2J\\ud800\nb\\u202e\\x00\tc'
+
+
+def test_the_retry_closes_the_old_shell_before_reconnecting():
+    connection = ClosingConnection(AnsibleConnectionFailure('Connection reset by peer'), (0, GOOD, b''))
+    call = EvidenceCall(connection, {'deadline_s': 5}, script='x')
+    assert call.run()['format'] == 1
+    assert connection.closes == 1 and connection.resets == 1

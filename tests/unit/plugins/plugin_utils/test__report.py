@@ -375,3 +375,84 @@ def test_html_plan_first_run_metadata_remediable_and_visible_search() -> None:
 def test_html_without_plan_says_nothing_to_do() -> None:
     page = _report.page(document([ok_verdict('a') | {'attributes': {}}]))
     assert 'Nothing to do: every host is up to date.' in page
+
+
+# ---- hostile endpoints and controller files (issue 12) ----
+
+HOSTILE_TEXT = 'svc\ud800\x1b]0;pwned\x07\x1b[2J\r\x08\u202etxt.exe'
+
+
+def hostile_results() -> dict[str, t.Any]:
+    bad = verdict('ep-bad', 'failing', 'service_stopped', summary=HOSTILE_TEXT, evidence=['service %s is Stopped' % HOSTILE_TEXT], action=HOSTILE_TEXT)
+    return {'ep-1': {'verdict': ok_verdict('ep-1')}, 'ep-bad': {'verdict': bad},
+            'ep-types': {'verdict': {'status': ['x'], 'evidence': 5, 'versions': 'no', 'secondary': 7}},
+            'ep-down': {'unreachable': True, 'msg': 'gave up \x1b[31m', 'timings': {'elapsed_ms': 70001, 'bound_s': 70}}}
+
+
+@pytest.mark.parametrize('fmt', sorted(_report.REPORT_FILES))
+def test_a_hostile_host_is_a_bad_row_and_every_format_is_written(tmp_path, fmt):
+    results = hostile_results()
+    records = _report.build_records(sorted(results) + ['ep-missing'], results, CHECKED)
+    document = _report.build_document(records, {'title': 'T\x1b[2J'})
+    paths = _report.write_report(str(tmp_path), document, [fmt])
+    text = open(paths[fmt], encoding='utf-8').read()  # strict UTF-8
+    assert '\x1b' not in text and '\x07' not in text and '\u202e' not in text and '\x08' not in text
+    assert not re.search('[\ud800-\udfff]', text)
+    for host in ('ep-bad', 'ep-down', 'ep-missing', 'ep-types') + (('ep-1',) if fmt != 'markdown' else ()):
+        assert host in text
+    assert os.listdir(str(tmp_path)) == [os.path.basename(paths[fmt])]
+
+
+def test_hostile_text_stays_visible_and_unreachable_rows_keep_their_timings():
+    results = hostile_results()
+    rows = {r['host']: r for r in _report.build_records(sorted(results), results, CHECKED)}
+    assert '\\x1b]0;pwned\\x07' in rows['ep-bad']['summary'] and '\\ud800' in rows['ep-bad']['summary']
+    assert rows['ep-down']['timings'] == {'elapsed_ms': 70001, 'bound_s': 70}
+    assert rows['ep-types']['status'] == 'unknown'
+
+
+def test_a_result_that_cannot_be_read_costs_only_its_own_row():
+    class Exploding(dict):
+        def get(self, *args, **kwargs):
+            raise RuntimeError('boom')
+    results = {'ep-1': {'verdict': ok_verdict('ep-1')}, 'ep-x': Exploding(verdict=1)}
+    rows = {r['host']: r for r in _report.build_records(['ep-1', 'ep-x'], results, CHECKED)}
+    assert rows['ep-1']['status'] == 'ok'
+    assert (rows['ep-x']['status'], rows['ep-x']['cause']) == ('unknown', 'evidence_invalid')
+    assert 'RuntimeError: boom' in rows['ep-x']['summary']
+
+
+def test_no_password_reaches_a_report(tmp_path):
+    evidence = ['policy.xml: <proxy><password>hunter2</password></proxy>', '{"password": "hunter2"}']
+    results = {'ep-1': {'verdict': verdict('ep-1', evidence=evidence)}}
+    document = _report.build_document(_report.build_records(['ep-1'], results, CHECKED), {})
+    for path in _report.write_report(str(tmp_path), document, list(_report.REPORT_FILES)).values():
+        assert 'hunter2' not in open(path, encoding='utf-8').read()
+
+
+def test_report_files_never_follow_a_planted_link(tmp_path):
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('keep me')
+    folder = tmp_path / 'report'
+    folder.mkdir()
+    for name in _report.REPORT_FILES.values():
+        os.symlink(str(victim), str(folder / (name + '.tmp')))
+    os.symlink(str(victim), str(folder / 'report.json'))
+    document = _report.build_document(_report.build_records(['ep-1'], {'ep-1': {'verdict': ok_verdict('ep-1')}}, CHECKED), {})
+    paths = _report.write_report(str(folder), document, list(_report.REPORT_FILES))
+    assert victim.read_text() == 'keep me'
+    assert not os.path.islink(paths['json']) and json.loads(open(paths['json'], encoding='utf-8').read())['format'] == 1
+
+
+def test_write_file_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
+    def broken(src, dst):
+        raise OSError('disk full')
+    monkeypatch.setattr(os, 'replace', broken)
+    with pytest.raises(OSError):
+        _report.write_file_atomic(str(tmp_path / 'a.json'), 'x')
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_write_file_atomic_gives_the_usual_permissions(tmp_path):
+    path = _report.write_file_atomic(str(tmp_path / 'a.json'), 'x')
+    assert os.stat(path).st_mode & 0o777 == _report._file_mode()
