@@ -21,6 +21,12 @@ import typing as t
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._codes import (
+    DOTNET_HRESULTS, RESET_CODES, RESET_STATUSES, REVOCATION_OFFLINE_HEX, SOCKET_ERRORS, TLS_CODES, WIN32_HRESULTS,
+    code_label, code_name, dns_code, hresult_hex, parse_curl_text, tls_class, win32_label, win32_name,
+)
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._shape import shape_problems
+
 try:
     import xmltodict
 except ImportError as _exc:  # a controller without it gets a clear `problem` from every XML parser
@@ -43,72 +49,10 @@ LASTERROR_CODES: dict[int, tuple[str, str]] = {
     4294965187: ('proxy connection and download failure', 'check download problems in the proxy logs'),
 }
 
-# Windows HRESULT / SECURITY_STATUS values worth naming, keyed by the unsigned 32-bit value.
-WINDOWS_ERRORS: dict[int, str] = {
-    0x80092013: 'CRYPT_E_REVOCATION_OFFLINE',
-    0x80092012: 'CRYPT_E_NO_REVOCATION_CHECK',
-    0x80092010: 'CRYPT_E_REVOKED',
-    0x800B0109: 'CERT_E_UNTRUSTEDROOT',
-    0x800B010F: 'CERT_E_CN_NO_MATCH',
-    0x800B0101: 'CERT_E_EXPIRED',
-    0x800B010A: 'CERT_E_CHAINING',
-    0x800B010C: 'CERT_E_REVOKED',
-    0x800B0111: 'CERT_E_UNTRUSTEDTESTROOT',
-    0x80096004: 'TRUST_E_CERT_SIGNATURE',
-    0x80090325: 'SEC_E_UNTRUSTED_ROOT',
-    0x80090322: 'SEC_E_WRONG_PRINCIPAL',
-    0x80090326: 'SEC_E_ILLEGAL_MESSAGE',
-    0x80090327: 'SEC_E_CERT_UNKNOWN',
-    0x80090328: 'SEC_E_CERT_EXPIRED',
-    0x80090308: 'SEC_E_INVALID_TOKEN',
-    0x80090331: 'SEC_E_ALGORITHM_MISMATCH',
-    0x80090302: 'SEC_E_UNSUPPORTED_FUNCTION',
-    0x80090304: 'SEC_E_INTERNAL_ERROR',
-    0x8009030E: 'SEC_E_NO_CREDENTIALS',
-    0x80090350: 'SEC_E_DOWNGRADE_DETECTED',
-    0x80070005: 'E_ACCESSDENIED',
-    0x80070002: 'ERROR_FILE_NOT_FOUND',
-    0x80070003: 'ERROR_PATH_NOT_FOUND',
-    0x80070020: 'ERROR_SHARING_VIOLATION',
-    0x80004005: 'E_FAIL',
-    0x80072EE2: 'ERROR_WINHTTP_TIMEOUT',
-    0x80072EE7: 'ERROR_WINHTTP_NAME_NOT_RESOLVED',
-    0x80072EFD: 'ERROR_WINHTTP_CANNOT_CONNECT',
-    0x80131509: 'COR_E_INVALIDOPERATION',
-    0x80131620: 'COR_E_IO',
-}
+# Windows codes and curl exit codes live in _codes (one table per family); the names below are kept for callers.
+WINDOWS_ERRORS: dict[int, str] = dict([(code, name) for code, (name, _cls) in TLS_CODES.items()]
+                                      + list(WIN32_HRESULTS.items()) + list(DOTNET_HRESULTS.items()))
 
-# Winsock error numbers (SocketException.ErrorCode) seen by the DNS, TLS and proxy probes.
-SOCKET_ERRORS: dict[int, str] = {
-    10013: 'WSAEACCES',
-    10049: 'WSAEADDRNOTAVAIL',
-    10050: 'WSAENETDOWN',
-    10051: 'WSAENETUNREACH',
-    10053: 'WSAECONNABORTED',
-    10054: 'WSAECONNRESET',
-    10060: 'WSAETIMEDOUT',
-    10061: 'WSAECONNREFUSED',
-    10065: 'WSAEHOSTUNREACH',
-    11001: 'WSAHOST_NOT_FOUND',
-    11002: 'WSATRY_AGAIN',
-    11003: 'WSANO_RECOVERY',
-    11004: 'WSANO_DATA',
-}
-
-# curl exit codes the diagnosis cares about (curl's libcurl-errors list).
-CURL_EXIT_CODES: dict[int, str] = {
-    0: 'ok',
-    5: 'could not resolve proxy',
-    6: 'could not resolve host',
-    7: 'failed to connect',
-    28: 'operation timed out',
-    35: 'TLS handshake failed',
-    52: 'empty reply from server',
-    56: 'failure receiving network data',
-    60: 'peer certificate cannot be authenticated',
-}
-
-REVOCATION_OFFLINE_HEX = '0x80092013'
 REVOCATION_CHAIN_FLAGS = frozenset(('OfflineRevocation', 'RevocationStatusUnknown'))
 
 # Byte-order marks, longest first (UTF-32 LE starts with the UTF-16 LE mark).
@@ -144,11 +88,6 @@ _SECRET_JSON = re.compile(r'("(?:password|passwd|pass)"\s*:\s*")[^"]*', re.IGNOR
 
 _DEF_VERSION = re.compile(r'^\s*(?:[A-Za-z0-9]+\s*:\s*)?(\d+)\s*$')
 _VERSION_DIR = re.compile(r'^\d+(?:\.\d+)+$')
-_HEX_CODE = re.compile(r'\(?\b0x([0-9A-Fa-f]{8})\b\)?')
-_ERROR_NAME = re.compile(r'\b((?:CRYPT|CERT|SEC|TRUST)_E_[A-Z0-9_]+)\b')
-_CURL_SUMMARY = re.compile(r'^curl:\s*\((\d+)\)\s*(.*)$')
-_CURL_STATUS = re.compile(r'^<\s*HTTP/[\d.]+\s+(\d{3})\b')
-_CURL_CONNECTED = re.compile(r'^\*\s+Connected to\s+(\S+)\s+\(([^)]*)\)(?:\s+port\s+(\d+))?')
 _URL = re.compile(r'URL=(\S+)')
 _AIA_OCSP_OID = '1.3.6.1.5.5.7.48.1'
 _AIA_CA_ISSUERS_OID = '1.3.6.1.5.5.7.48.2'
@@ -303,25 +242,17 @@ def decode_text(data: bytes | str) -> str:
     return text.lstrip('\ufeff')
 
 
-def hresult_hex(value: int) -> str:
-    """A signed or unsigned int32 (or its decimal / hex string) as '0x80092013'.
-
-    Values that are not integers in the int32/uint32 range come back as '' (never raises).
-    """
-    number = _int(value)
-    if number is None or not -0x80000000 <= number <= 0xFFFFFFFF:
-        return ''
-    return '0x%08X' % (number & 0xFFFFFFFF)
-
-
 def error_name(value: t.Any) -> str | None:
-    """The symbolic name of a Windows error code (any form hresult_hex accepts), when it is in the table."""
-    text = hresult_hex(value)
-    return WINDOWS_ERRORS.get(int(text, 16)) if text else None
+    """The symbolic name of a Windows error code (any form hresult_hex accepts), when it is in a table."""
+    return code_name(value)
 
 
 def _error_text(error: t.Any) -> str | None:
-    """One line for an evidence `error` object: type, status/code and HRESULT (never the localized message)."""
+    """One line for an evidence `error` object: type, status, codes labelled by family (never the localized message).
+
+    `hresult` is the .NET exception's HResult (which exception), `native_error` the Win32/SSPI code (why), `code` a
+    Winsock or DNS error number.
+    """
     if error is None:
         return None
     if not isinstance(error, dict):
@@ -331,11 +262,12 @@ def _error_text(error: t.Any) -> str | None:
         parts.append('status %s' % _str(error.get('status')))
     code = _int(error.get('code'))
     if code is not None:
-        parts.append('code %s%s' % (code, ' %s' % SOCKET_ERRORS[code] if code in SOCKET_ERRORS else ''))
-    for key in ('native_error', 'hresult'):
-        hexed = hresult_hex(error.get(key)) if error.get(key) is not None else ''
-        if hexed:
-            parts.append('%s %s%s' % (key, hexed, ' %s' % error_name(hexed) if error_name(hexed) else ''))
+        parts.append('code %s' % win32_label(code))
+    native = _int(error.get('native_error'))
+    if native is not None:
+        parts.append('native_error %s' % (win32_label(native) if 0 < native < 0x10000 else code_label(native)))
+    if hresult_hex(error.get('hresult')):
+        parts.append('HResult %s' % code_label(error.get('hresult')))
     return ', '.join(parts)
 
 
@@ -358,7 +290,8 @@ def decode_lasterror(value: t.Any) -> dict[str, t.Any]:
                 'problem': 'unparseable lasterror value %s' % _quote(value), 'action': 'report the raw value'}
     unsigned, signed = numbers
     known = LASTERROR_CODES.get(unsigned)
-    problem, action = known or ('unknown code %d (signed %d)' % (unsigned, signed), 'report the code (%d / %d) to Cisco TAC' % (unsigned, signed))
+    problem, action = known or ("unknown code %d (signed %d, %s): not in Cisco's published table" % (unsigned, signed, hresult_hex(unsigned)),
+                                'report the code (%d / %d) to Cisco TAC' % (unsigned, signed))
     return {'unsigned': unsigned, 'signed': signed, 'hex': hresult_hex(unsigned), 'known': known is not None,
             'problem': problem, 'action': action}
 
@@ -448,19 +381,31 @@ def _posture_from_object(result: dict[str, t.Any], data: dict[str, t.Any]) -> di
     return result
 
 
+_POSTURE_KEYS = frozenset(('agent_uuid', 'connected', 'connector_version'))
+
+
 def _load_json(text: str) -> tuple[t.Any, bool]:
-    """(value, True) for a JSON document, also one after a prompt or banner line; (None, False) otherwise."""
+    """(value, True) for a JSON document, also after a prompt or banner (braces included) or before trailing text.
+
+    Every '{' is a candidate start, decoded by json's own decoder: the first object with a posture key wins, else
+    the first object, else (None, False).
+    """
     try:
         return json.loads(text), True
     except ValueError:
         pass
-    start = text.find('{')
-    if start < 0:
-        return None, False
-    try:
-        return json.JSONDecoder().raw_decode(text[start:])[0], True
-    except ValueError:
-        return None, False
+    decoder = json.JSONDecoder()
+    first = None
+    for match in re.finditer(r'[{\[]', text):
+        try:
+            value = decoder.raw_decode(text, match.start())[0]
+        except ValueError:
+            continue
+        if isinstance(value, dict) and _POSTURE_KEYS & set(value):
+            return value, True
+        if first is None and isinstance(value, dict) and value:
+            first = value
+    return (first, True) if first is not None else (None, False)
 
 
 def parse_posture(stdout: str | None) -> dict[str, t.Any]:
@@ -679,61 +624,37 @@ def parse_policy_xml(text: str | None) -> dict[str, t.Any]:
 
 # ---------------------------------------------------------------- curl.exe -v
 
-def _curl_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def _schannel_code(lines: list[str]) -> tuple[str | None, str | None]:
-    """(hex code, printed error name) from schannel lines or the summary line; numbers decide."""
-    for line in lines:
-        if 'schannel' not in line.lower() and not line.startswith('curl:'):
-            continue
-        match = _HEX_CODE.search(line)
-        if match:
-            printed = _ERROR_NAME.search(line)
-            return '0x' + match.group(1).upper(), printed.group(1) if printed else None
-    return None, None
-
-
-def _last_match(pattern: re.Pattern[str], lines: list[str]) -> re.Match[str] | None:
-    matches = [pattern.match(line) for line in lines]
-    return next((match for match in reversed(matches) if match), None)
-
-
-def parse_curl(output: str | None, exit_code: int | None) -> dict[str, t.Any]:
-    """``curl.exe -v https://<server>/`` output (Windows, schannel) -> status, connection and schannel error."""
-    lines = _curl_lines(decode_text(output)) if output is not None else []
-    summary = _last_match(_CURL_SUMMARY, lines)
-    code = _int(exit_code)
-    if code is None and summary:
-        code = int(summary.group(1))
-    status = _last_match(_CURL_STATUS, lines)
-    connected = _last_match(_CURL_CONNECTED, lines)
-    hexed, printed = _schannel_code(lines)
-    return {
-        'ran': output is not None or code is not None,
-        'exit_code': code,
-        'exit_meaning': CURL_EXIT_CODES.get(code) if code is not None else None,
-        'http_status': int(status.group(1)) if status else None,
-        'connected': connected is not None,
-        'connected_ip': connected.group(2) if connected else None,
-        'schannel_error': hexed,
-        'error_name': (error_name(hexed) or printed) if hexed else None,
-        'revocation_offline': hexed == REVOCATION_OFFLINE_HEX,
-        'summary': summary.group(0) if summary else None,
-    }
+def parse_curl(output: t.Any, exit_code: t.Any) -> dict[str, t.Any]:
+    """``curl.exe -v https://<server>/`` output (any encoding) -> exit code, where it failed, schannel code (_codes)."""
+    return parse_curl_text(decode_text(output) if output is not None else None, exit_code)
 
 
 # ---------------------------------------------------------------- evidence document
 
 def check_evidence_document(obj: t.Any) -> dict[str, t.Any]:
-    """Return `obj` when it is a format-1 evidence object, else raise EvidenceError saying what came back."""
+    """Return `obj` when it is a format-1 evidence object, else raise EvidenceError saying what came back.
+
+    Field types are checked by :func:`parse_evidence` (``facts['invalid']``), so that a wrong-typed document
+    still yields its facts for the modules and the self-test while the diagnosis answers ``evidence_invalid``.
+    """
     if not isinstance(obj, dict):
         raise EvidenceError('evidence is not a JSON object: got %s %s' % (type(obj).__name__, _quote(repr(obj))))
     fmt = obj.get('format')
     if isinstance(fmt, bool) or fmt != EVIDENCE_FORMAT:
         raise EvidenceError('evidence format is %s, expected %d (keys: %s)' % (repr(fmt)[:40], EVIDENCE_FORMAT, _quote(', '.join(map(str, obj)))))
     return obj
+
+
+def invalid_fields(doc: dict[str, t.Any]) -> str | None:
+    """'evidence has fields of the wrong type: install: expected an object, got list [1]' or None (issue 12 item 3).
+
+    Any value may be null (what could not be obtained) and unknown keys are accepted; a known field of another
+    type makes the document evidence_invalid, never a confident verdict.
+    """
+    wrong = shape_problems(doc)
+    if not wrong:
+        return None
+    return 'evidence has fields of the wrong type: %s%s' % ('; '.join(wrong[:3]), ' (and %d more)' % (len(wrong) - 3) if len(wrong) > 3 else '')
 
 
 _HOST_KEYS = ('computer_name', 'os_caption', 'os_build', 'ps_version', 'culture', 'user')
@@ -862,9 +783,9 @@ def _dns(raw: t.Any) -> list[dict[str, t.Any]]:
         addresses = [addr for addr in (_str(item) for item in _as_list(probe.get('addresses'))) if addr]
         timed_out = bool(_bool(probe.get('timed_out')))
         not_run = _not_run(probe)
-        code = _int(_as_dict(error).get('code'))
+        code = dns_code(error)
         entries.append({'name': _str(probe.get('name')), 'ok': None if not_run else bool(addresses) and not timed_out and error is None,
-                        'addresses': addresses, 'error_code': code, 'error_name': SOCKET_ERRORS.get(code) if code is not None else None,
+                        'addresses': addresses, 'error_code': code, 'error_name': win32_name(code),
                         'error': _error_text(error), 'timed_out': timed_out, 'not_run': not_run, 'duration_ms': _int(probe.get('duration_ms'))})
     return entries
 
@@ -884,15 +805,37 @@ def _aia_urls(chain: list[dict[str, t.Any]], oid: str) -> list[str]:
     return _urls(blocks)
 
 
-def _handshake_hex(error: dict[str, t.Any]) -> str | None:
-    for key in ('native_error', 'hresult'):
-        hexed = hresult_hex(error.get(key)) if error.get(key) is not None else ''
-        if hexed:
-            return hexed
+def _native_hex(error: dict[str, t.Any]) -> str | None:
+    """The SSPI/CryptoAPI code of a handshake error (`native_error`), never the .NET exception's own HResult."""
+    native = _int(error.get('native_error'))
+    if native is None or 0 <= native < 0x10000:
+        return None
+    return hresult_hex(native) or None
+
+
+def _socket_code(error: dict[str, t.Any]) -> int | None:
+    for key in ('code', 'native_error'):
+        code = _int(error.get(key))
+        if code is not None and code in SOCKET_ERRORS:
+            return code
     return None
 
 
 _CHAIN_KEYS = ('subject', 'issuer', 'thumbprint', 'not_before', 'not_after', 'aia_text', 'crl_text')
+# X509ChainStatusFlags names -> the class of the equivalent CryptoAPI code (_codes.TLS_CODES).
+CHAIN_FLAG_CLASSES = {
+    'OfflineRevocation': 'revocation', 'RevocationStatusUnknown': 'revocation', 'Revoked': 'revoked',
+    'UntrustedRoot': 'untrusted_root', 'PartialChain': 'untrusted_root', 'NotSignatureValid': 'untrusted_root',
+    'NotTimeValid': 'expired',
+}
+
+
+def _tls_classes(hexed: str | None, chain_status: list[str], policy_errors: str | None) -> list[str]:
+    classes = [tls_class(hexed)] if hexed and tls_class(hexed) else []
+    classes.extend(CHAIN_FLAG_CLASSES[flag] for flag in chain_status if flag in CHAIN_FLAG_CLASSES)
+    if policy_errors and 'RemoteCertificateNameMismatch' in policy_errors:
+        classes.append('wrong_name')
+    return list(dict.fromkeys(classes))
 
 
 def _tls(raw: t.Any) -> dict[str, t.Any]:
@@ -901,20 +844,28 @@ def _tls(raw: t.Any) -> dict[str, t.Any]:
     handshake = _as_dict(tls.get('handshake'))
     chain = [{key: _str(cert.get(key)) for key in _CHAIN_KEYS} for cert in _dicts(tls.get('chain'))]
     chain_status = [name for name in (_str(item) for item in _as_list(tls.get('chain_status'))) if name]
-    hexed = _handshake_hex(_as_dict(handshake.get('error')))
+    error = _as_dict(handshake.get('error'))
+    hexed = _native_hex(error)
     issuers = [_str(cert.get('issuer')) for cert in chain if _str(cert.get('issuer'))]
+    connect_error = _as_dict(connect.get('error') or tls.get('error'))
+    policy_errors = _str(tls.get('policy_errors'))
     return {
         'host': _str(tls.get('host')), 'port': _int(tls.get('port')), 'not_run': _not_run(tls),
         'timed_out': bool(_bool(tls.get('timed_out'))), 'chain_source': _str(tls.get('chain_source')),
         'connect_ok': _bool(connect.get('ok')), 'connect_address': _str(connect.get('address')), 'connect_ms': _int(connect.get('duration_ms')),
         'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(tls.get('timed_out'))),
         'connect_error': _error_text(connect.get('error') or tls.get('error')),
+        'connect_error_code': dns_code(connect_error) if connect_error else None,
         'handshake_ok': _bool(handshake.get('ok')), 'handshake_timed_out': bool(_bool(handshake.get('timed_out'))),
+        'handshake_ms': _int(handshake.get('duration_ms')),
         'protocol': _str(handshake.get('protocol')),
         'handshake_error': _error_text(handshake.get('error')),
-        'handshake_error_hex': hexed, 'handshake_error_name': error_name(hexed) if hexed else None,
+        'handshake_error_hex': hexed, 'handshake_error_name': code_name(hexed) if hexed else None,
+        'handshake_hresult': hresult_hex(error.get('hresult')) or None,
+        'handshake_cut': _socket_code(error) in RESET_CODES or _str(error.get('status')) in RESET_STATUSES,
+        'tls_classes': _tls_classes(hexed, chain_status, policy_errors),
         'revocation_offline': hexed == REVOCATION_OFFLINE_HEX or bool(REVOCATION_CHAIN_FLAGS.intersection(chain_status)),
-        'policy_errors': _str(tls.get('policy_errors')),
+        'policy_errors': policy_errors,
         'leaf_issuer': issuers[0] if chain and _str(chain[0].get('issuer')) else None,
         'issuers': issuers, 'chain': chain, 'chain_status': chain_status,
         'ocsp_urls': _aia_urls(chain, _AIA_OCSP_OID), 'ca_issuer_urls': _aia_urls(chain, _AIA_CA_ISSUERS_OID),
@@ -964,7 +915,10 @@ def _proxy_probe(raw: t.Any) -> dict[str, t.Any] | None:
             'connect_ok': _bool(connect.get('ok')), 'connect_ms': _int(connect.get('duration_ms')),
             'connect_timed_out': bool(_bool(connect.get('timed_out')) or _bool(raw.get('timed_out'))),
             'connect_error': _error_text(connect.get('error') or raw.get('error')), 'connect_status': status,
-            'status_line': _str(raw.get('status_line')), 'auth_required': status == 407, 'not_run': _not_run(raw)}
+            'status_line': _str(raw.get('status_line')), 'auth_required': status == 407, 'not_run': _not_run(raw),
+            # true only when the probe sent the connector's own proxy credentials (a future request option): only then is
+            # a 407 a proof of wrong credentials; an unauthenticated 407 is context.
+            'with_credentials': bool(_bool(raw.get('with_credentials')))}
 
 
 _PROBES: dict[str, t.Callable[[t.Any], t.Any]] = {
@@ -1032,11 +986,11 @@ def _probe_problems(probes: dict[str, t.Any] | None) -> list[str]:
 _OBJECT_SECTIONS = ('host', 'install', 'posture', 'files', 'system', 'probes')
 
 
-def _shape_problems(doc: dict[str, t.Any]) -> list[str]:
+def _null_sections(doc: dict[str, t.Any]) -> list[str]:
     # null with an `errors` entry of the same section is a section that failed on the endpoint: that entry says why.
     failed = {_str(error.get('section')) for error in _dicts(doc.get('errors'))}
-    return ['section %s is not a JSON object (got %s)' % (name, type(doc[name]).__name__)
-            for name in _OBJECT_SECTIONS if name in doc and not isinstance(doc[name], dict) and not (doc[name] is None and name in failed)]
+    return ['section %s is null and no errors entry says why' % name for name in _OBJECT_SECTIONS
+            if name in doc and doc[name] is None and name not in failed]
 
 
 def _problems(facts: dict[str, t.Any]) -> list[str]:
@@ -1073,5 +1027,6 @@ def parse_evidence(doc: dict[str, t.Any]) -> dict[str, t.Any]:
         'tetra_version': tetra_version, 'tetra_version_source': source,
         'probes': _probes(doc), 'system_task': _system_task(doc), 'errors': _errors(doc),
     }
-    facts['problems'] = _shape_problems(doc) + _problems(facts)
+    facts['invalid'] = invalid_fields(doc)
+    facts['problems'] = ([facts['invalid']] if facts['invalid'] else []) + _null_sections(doc) + _problems(facts)
     return facts

@@ -9,6 +9,7 @@ import copy
 import json
 import os
 import random
+import re
 import typing as t
 
 import pytest
@@ -573,7 +574,8 @@ def test_evidence_tls_revocation_from_chain_status_only() -> None:
     doc = document()
     doc['probes']['tls']['handshake'] = {'ok': False, 'error': {'type': 'System.IO.IOException', 'hresult': -2146232800}}
     tls = parse_evidence(doc)['probes']['tls']
-    assert tls['revocation_offline'] is True and tls['handshake_error_hex'] == '0x80131620'
+    # 0x80131620 is the .NET IOException's own HResult, not a schannel code: it is never the handshake code.
+    assert tls['revocation_offline'] is True and tls['handshake_error_hex'] is None and tls['handshake_hresult'] == '0x80131620'
     doc['probes']['tls']['chain_status'] = []
     assert parse_evidence(doc)['probes']['tls']['revocation_offline'] is False
 
@@ -684,15 +686,20 @@ def _replace(doc: dict[str, t.Any], path: tuple[t.Any, ...], value: t.Any) -> di
 
 
 def test_parse_evidence_every_field_replaced_by_junk() -> None:
-    """Each value of the realistic document, one at a time, replaced by every kind of junk."""
+    """Each value of the realistic document, one at a time, replaced by every kind of junk: facts, the wrong ones named."""
     doc = document()
     paths = [path for path in _paths(doc) if path and path != ('format',)]
     assert len(paths) > 100
+    invalid = 0
     for path in paths:
         for junk in JUNK:
             facts = parse_evidence(_replace(doc, path, junk))
             assert FACT_KEYS <= set(facts), path
             json.dumps(facts)
+            if facts['invalid']:
+                invalid += 1
+                assert ': expected ' in facts['invalid'] and facts['invalid'] in facts['problems']
+    assert invalid > 100
 
 
 def test_parse_evidence_random_structures() -> None:
@@ -714,12 +721,55 @@ def test_parse_evidence_random_structures() -> None:
 @pytest.mark.parametrize('section', ['host', 'install', 'posture', 'files', 'system', 'probes', 'errors'])
 @pytest.mark.parametrize('junk', JUNK)
 def test_parse_evidence_sections_of_wrong_type(section: str, junk: t.Any) -> None:
+    """Issue 12 item 3: a section of the wrong type makes the document evidence_invalid naming the field."""
+    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import diagnose  # pylint: disable=import-outside-toplevel
     facts = parse_evidence({'format': 1, section: junk})
     assert FACT_KEYS <= set(facts)
-    if section != 'errors' and not isinstance(junk, dict):
-        assert any('section %s is not a JSON object' % section in problem for problem in facts['problems'])
+    wrong = not isinstance(junk, dict) and junk is not None and not (section == 'errors' and isinstance(junk, list) and all(
+        isinstance(item, (dict, type(None))) for item in junk))
+    if wrong:
+        assert re.search(r'%s(\[0\])?: expected' % section, facts['invalid']), facts['invalid']
+        assert diagnose(facts, {'latest': None})['cause'] == 'evidence_invalid'
+    else:
+        assert facts['invalid'] is None
     if section == 'install' and not isinstance(junk, dict):
         assert facts['installed'] is None
+
+
+@pytest.mark.parametrize('doc, field', [
+    ({'format': 1, 'install': [1]}, 'install: expected an object, got list [1]'),
+    ({'format': 1, 'install': {'version_dirs': [1]}}, 'install.version_dirs[0]: expected a string, got int 1'),
+    ({'format': 1, 'probes': {'curl': {'exit_code': '35'}}}, "probes.curl.exit_code: expected a int, got string '35'"),
+    ({'format': 1, 'probes': {'dns': [{'name': 'x', 'timed_out': 'no'}]}}, "probes.dns[0].timed_out: expected a bool, got string 'no'"),
+    ({'format': 1, 'probes': {'tls': {'chain': ['CN=x']}}}, "probes.tls.chain[0]: expected an object, got string 'CN=x'"),
+    ({'format': 1, 'host': {'computer_name': 5}}, 'host.computer_name: expected a string, got int 5'),
+    ({'format': 1, 'errors': [{'section': 'x', 'hresult': 'bad'}]}, "errors[0].hresult: expected a int, got string 'bad'"),
+    ({'format': 1, 'files': {'local_xml': {'text': ['<config/>']}}}, "files.local_xml.text: expected a string, got list ['<config/>']"),
+])
+def test_wrong_types_are_named_and_never_give_a_verdict(doc: dict[str, t.Any], field: str) -> None:
+    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import diagnose  # pylint: disable=import-outside-toplevel
+    facts = parse_evidence(doc)
+    assert field in facts['invalid']
+    verdict = diagnose(facts, {'latest': 90606}, host='ep')
+    assert (verdict['status'], verdict['cause'], verdict['host']) == ('unknown', 'evidence_invalid', 'ep')
+    assert field in verdict['evidence'][0]
+
+
+def test_wrong_types_inside_a_realistic_document_are_never_a_confident_verdict() -> None:
+    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import diagnose  # pylint: disable=import-outside-toplevel
+    doc = document()
+    doc['install'] = [1]
+    verdict = diagnose(parse_evidence(doc), {'latest': 90606}, host='ep')
+    assert verdict['cause'] == 'evidence_invalid' and 'install: expected an object, got list [1]' in verdict['evidence'][0]
+
+
+def test_powershell_unwrapped_one_element_arrays_and_nulls_are_not_wrong_types() -> None:
+    doc = document()
+    doc['probes']['dns'] = doc['probes']['dns'][0]
+    doc['install']['version_dirs'] = '8.1.7.21417'
+    doc['errors'] = doc['errors'][0]
+    doc['system'] = None
+    assert parse_evidence(doc)['invalid'] is None
 
 
 @pytest.mark.parametrize('parser', [parse_posture, parse_local_xml, parse_policy_xml, decode_lasterror, decode_text, hresult_hex])
@@ -810,6 +860,6 @@ def test_finished_system_task_and_new_fields_are_plain_facts():
 def test_a_section_that_failed_on_the_endpoint_is_null_with_its_error():
     facts = parse_evidence({'format': 1, 'install': None, 'posture': None,
                             'errors': [{'section': 'install', 'type': 'Microsoft.Management.Infrastructure.CimException', 'hresult': -2146233088}]})
-    assert not any('section install is not a JSON object' in p for p in facts['problems'])
-    assert any('section posture is not a JSON object' in p for p in facts['problems'])
+    assert not any('section install is null' in p for p in facts['problems'])
+    assert any('section posture is null and no errors entry says why' in p for p in facts['problems'])
     assert any('endpoint error in install' in p for p in facts['problems'])
