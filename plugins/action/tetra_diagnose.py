@@ -10,6 +10,7 @@ import typing as t
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import apply_console, unreachable_note
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import diagnose, invalid_evidence_verdict
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, decode_text, parse_evidence
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._messages import with_verdict_msg
@@ -24,6 +25,8 @@ FRESHNESS_SPEC: dict[str, t.Any] = {
     'max_behind': {'type': 'int', 'default': 5},
     'max_age_hours': {'type': 'float', 'default': 24},
     'evidence_file': {'type': 'path'},
+    # The console's view of the computer (host variable tetra_console of the secure_endpoint.tetra.computers inventory).
+    'console': {'type': 'dict'},
 }
 
 
@@ -63,9 +66,16 @@ class ActionModule(TetraActionBase):
         # Offline replay needs no endpoint: do not let ActionBase open a connection.
         if (self._task.args or {}).get('evidence_file'):
             self._requires_connection = False
-        return with_verdict_msg(super().run(tmp, task_vars))
+        result = with_verdict_msg(super().run(tmp, task_vars))
+        note = unreachable_note((self._task.args or {}).get('console')) if result.get('unreachable') else None
+        if note and isinstance(self._task.args.get('console'), dict):
+            result['msg'] = '%s (%s)' % (result.get('msg') or 'unreachable', note)
+        return result
+
+    console: dict[str, t.Any] | None = None
 
     def run_action(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+        self.console = args.get('console')
         if args.get('evidence_file'):
             record = load_saved_evidence(args['evidence_file'])
             invalid = (record['evidence'] or {}).get('invalid_output') if isinstance(record['evidence'], dict) else None
@@ -106,6 +116,9 @@ class ActionModule(TetraActionBase):
         except EvidenceError as exc:
             return dict(extra, verdict=invalid_evidence_verdict(host, str(exc)))
         verdict = diagnose(facts, freshness, host=host, now=evidence_time(document))
+        if self.console:
+            verdict = apply_console(verdict, facts, self.console, now=evidence_time(document),
+                                    max_age_hours=freshness.get('max_age_hours') or 24)
         if 'timings' in extra:
             verdict['timings'] = {k: extra['timings'][k] for k in ('endpoint_ms', 'round_trip_ms')}
         return dict(extra, verdict=verdict, facts=facts, freshness=freshness)

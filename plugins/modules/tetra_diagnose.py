@@ -50,6 +50,18 @@ options:
     description:
       - A file written by O(evidence_dir) to replay instead of contacting the endpoint.
     type: path
+  console:
+    description:
+      - The Secure Endpoint console's view of this computer, the host variable C(tetra_console) that the
+        P(secure_endpoint.tetra.computers#inventory) inventory plugin sets (the C(diagnose) role passes it when present).
+      - "The verdict then also says what the console adds: the console reports failed or older definitions while the
+        endpoint is current (C(console_lagging), a secondary finding, status stays C(ok)); last seen recently while
+        the definitions are old (C(console_update_gap): intermittent or blocked updates, the primary cause when no
+        blocking cause was found); not seen for 3 days or more (C(computer_offline): offline, not a TETRA problem,
+        the primary cause when no blocking cause was found); console faults relevant to updates (evidence lines
+        and a C(console_faults) finding). For an unreachable host the console's note is added to C(msg)."
+    type: dict
+    version_added: 1.0.0
 seealso:
   - module: secure_endpoint.tetra.tetra_posture
   - module: secure_endpoint.tetra.tetra_report
@@ -122,6 +134,13 @@ verdict:
     checked_at:
       description: When the verdict was made (ISO-8601 UTC).
       type: str
+    console:
+      description:
+        - What the console said (with O(console)) - definitions status, state, version, update time and age,
+          last seen and its age in hours, relevant faults, and notes (C(console lagging), C(offline), C(update gap)).
+      type: dict
+      returned: when O(console) is given
+      version_added: 1.0.0
 facts:
   description: All parsed facts the verdict was made from.
   returned: when the endpoint returned evidence

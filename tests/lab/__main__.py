@@ -1,7 +1,8 @@
 # Copyright: Contributors to the secure_endpoint.tetra collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""python -m tests.lab serve --fleet FILE --inventory FILE [--subnet 127.X.Y] [--https] [--connection winrm|psrp] [--log FILE]"""
+"""python -m tests.lab serve --fleet FILE --inventory FILE [--subnet 127.X.Y] [--https] [--connection winrm|psrp] [--log FILE]
+[--api-inventory FILE.computers.yml]"""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                        help='Ansible connection the inventory uses (psrp: PowerShell Remoting on the same listeners)')
     serve.add_argument('--log', help='request log, one JSON line per command (default: <workdir>/requests.jsonl)')
     serve.add_argument('--workdir', help='where certificates and the NTLM user file go (default: a temporary folder)')
+    serve.add_argument('--api-inventory', help='also write a secure_endpoint.tetra.computers inventory source (name it '
+                       '*.computers.yml) pointing at the lab console API')
     serve.add_argument('--time-scale', type=float, default=1.0, help='multiply every simulated delay (0.1 = ten times faster)')
     return parser.parse_args(argv)
 
@@ -41,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     lab = Lab(args.fleet, workdir=args.workdir, subnet=args.subnet, https=args.https, transport=args.transport,
               time_scale=args.time_scale, inventory=args.inventory, log=args.log,
-              connection=args.connection)
+              connection=args.connection, api_inventory=args.api_inventory)
     with lab:
         print(lab.ready_line(), flush=True)
         while not stop.wait(0.5):

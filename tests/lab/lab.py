@@ -15,6 +15,7 @@ import threading
 import time
 import typing as t
 
+from .api import ConsoleAPI, inventory_source
 from .certs import LabCertificates, make_certificates
 from .httpd import Acceptor, Credentials, EndpointServer
 from .scenario import EndpointState, Fleet, HostSpec, load_fleet
@@ -88,7 +89,7 @@ class Lab:
 
     def __init__(self, fleet: str, workdir: str | None = None, subnet: str | None = None, https: bool = False,
                  transport: str | None = None, time_scale: float = 1.0, inventory: str | None = None,
-                 log: str | None = None, connection: str = 'winrm') -> None:
+                 log: str | None = None, connection: str = 'winrm', api_inventory: str | None = None) -> None:
         if connection not in CONNECTIONS:
             raise ValueError('connection must be one of %s, got %r' % (', '.join(CONNECTIONS), connection))
         self.fleet: Fleet = load_fleet(fleet)
@@ -106,6 +107,8 @@ class Lab:
         self.acceptor: Acceptor | None = None
         self.certs: LabCertificates | None = None
         self.started = 0.0
+        self.api: ConsoleAPI | None = None  # the console API (tests/lab/api.py), started with the fleet
+        self.api_inventory_path = api_inventory
 
     # ---- lifecycle ----
 
@@ -128,7 +131,10 @@ class Lab:
             raise
         self.acceptor = Acceptor(self.servers)
         self.acceptor.start()
+        self.api = ConsoleAPI(self).start()
         self.write_inventory()
+        if self.api_inventory_path:
+            _write_atomic(self.api_inventory_path, inventory_source(self.api, self))
         return self
 
     def listen(self, spec: HostSpec, credentials: Credentials, tls: ssl.SSLContext | None,
@@ -158,6 +164,9 @@ class Lab:
         os.environ['NTLM_USER_FILE'] = path
 
     def stop(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
         if self.acceptor is not None:
             self.acceptor.stop()
             self.acceptor = None
@@ -255,7 +264,15 @@ class Lab:
         listening = sum(1 for h in self.fleet.hosts if h.scenario['winrm']['listen'])
         return ('lab ready: %d endpoints (%d listening) on %s.*, ports %s, transport %s, inventory %s, log %s%s'
                 % (len(self.fleet.hosts), listening, self.subnet, '5985+5986' if self.https else '5985', self.transport,
-                   self.inventory_path, self.log.path, ', connection psrp' if self.connection == 'psrp' else ''))
+                   self.inventory_path, self.log.path, ', connection psrp' if self.connection == 'psrp' else '')
+                + (', console API %s' % self.api.url if self.api else '')
+                + (' (inventory source %s)' % self.api_inventory_path if self.api_inventory_path else ''))
+
+
+def _write_atomic(path: str, text: str) -> None:
+    with open(path + '.partial', 'w', encoding='utf-8') as handle:
+        handle.write(text)
+    os.replace(path + '.partial', path)
 
 
 def _ini(value: t.Any) -> str:
