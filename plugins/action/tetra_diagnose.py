@@ -12,7 +12,8 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import apply_console, unreachable_note
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import diagnose, invalid_evidence_verdict
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, decode_text, parse_evidence
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import decode_text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._messages import with_verdict_msg
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import (

@@ -7,7 +7,7 @@ import time
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import decode_text
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import decode_text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import (
     EvidenceCall, RemoteError, build_command, parse_document, powershell_shell,
 )

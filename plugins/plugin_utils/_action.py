@@ -21,11 +21,12 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import REDACTED, EvidenceCall, RemoteError, redact, redact_text
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import EvidenceCall, RemoteError
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import REDACTED, redact, redact_text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import write_file_atomic
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request
 
-# redact() is the collection's one redaction (defined beside the endpoint call in _remote.py, which
+# redact() is the collection's one redaction (defined in _text.py, used by the endpoint call, which
 # quotes endpoint output in its messages): XML elements, attributes and JSON forms, any case, cut text.
 __all__ = ['REDACTED', 'TetraActionBase', 'redact', 'redact_text', 'save_evidence', 'utc_now']
 

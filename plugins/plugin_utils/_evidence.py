@@ -26,6 +26,7 @@ from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._codes impor
     code_label, code_name, dns_code, hresult_hex, parse_curl_text, tls_class, win32_label, win32_name,
 )
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._shape import shape_problems
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import decode_text, redact_text
 
 try:
     import xmltodict
@@ -56,14 +57,6 @@ WINDOWS_ERRORS: dict[int, str] = dict([(code, name) for code, (name, _cls) in TL
 REVOCATION_CHAIN_FLAGS = frozenset(('OfflineRevocation', 'RevocationStatusUnknown'))
 
 # Byte-order marks, longest first (UTF-32 LE starts with the UTF-16 LE mark).
-_BOMS: tuple[tuple[bytes, str], ...] = (
-    (b'\xff\xfe\x00\x00', 'utf-32-le'),
-    (b'\x00\x00\xfe\xff', 'utf-32-be'),
-    (b'\xef\xbb\xbf', 'utf-8'),
-    (b'\xff\xfe', 'utf-16-le'),
-    (b'\xfe\xff', 'utf-16-be'),
-)
-
 _TRUE_WORDS = frozenset(('1', 'true', 'yes', 'on', 'enabled', 'enable'))
 _FALSE_WORDS = frozenset(('0', 'false', 'no', 'off', 'disabled', 'disable'))
 
@@ -83,8 +76,6 @@ _PROXY_FIELDS = {
     'server': 'server', 'port': 'port', 'type': 'type', 'authtype': 'auth_type', 'auth_type': 'auth_type',
     'username': 'username', 'user': 'username', 'pacloc': 'pac_url', 'pac_url': 'pac_url', 'pacurl': 'pac_url',
 }
-_SECRET_XML = re.compile(r'(<(?:[\w.-]+:)?(password|passwd|pass)\b[^>]*>)[^<]*', re.IGNORECASE)
-_SECRET_JSON = re.compile(r'("(?:password|passwd|pass)"\s*:\s*")[^"]*', re.IGNORECASE)
 
 _DEF_VERSION = re.compile(r'^\s*(?:[A-Za-z0-9]+\s*:\s*)?(\d+)\s*$')
 _VERSION_DIR = re.compile(r'^\d+(?:\.\d+)+$')
@@ -157,13 +148,9 @@ def _norm_key(key: t.Any) -> str:
     return str(key).lower().replace('_', '').replace('-', '')
 
 
-def _redact(text: str) -> str:
-    return _SECRET_JSON.sub(r'\1***', _SECRET_XML.sub(r'\1***', text))
-
-
 def _quote(text: t.Any, limit: int = QUOTE_CHARS) -> str:
     """The first `limit` characters of what came back, secrets masked, for problem messages."""
-    shown = _redact(str(text)[:limit + 64])[:limit]
+    shown = redact_text(str(text)[:limit + 64])[:limit]
     return json.dumps(shown) + (' ...' if len(str(text)) > limit else '')
 
 
@@ -196,51 +183,6 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------- text and codes
-
-def _nul_pattern(data: bytes) -> str | None:
-    """UTF-16 without BOM: ASCII text shows NUL in every second byte."""
-    sample = data[:512]
-    if len(sample) < 4:
-        return None
-    even, odd = sample[0::2], sample[1::2]
-    if odd.count(0) >= len(odd) * 0.6 and even.count(0) < len(even) * 0.2:
-        return 'utf-16-le'
-    if even.count(0) >= len(even) * 0.6 and odd.count(0) < len(odd) * 0.2:
-        return 'utf-16-be'
-    return None
-
-
-def _decode_bytes(data: bytes) -> str:
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            return data[len(bom):].decode(codec, errors='replace')
-    codec = _nul_pattern(data)
-    if codec:
-        return data.decode(codec, errors='replace')
-    try:
-        return data.decode('utf-8')
-    except UnicodeDecodeError:
-        return data.decode('cp1252', errors='replace')
-
-
-def decode_text(data: bytes | str) -> str:
-    """Text from whatever an endpoint printed or stored; never raises.
-
-    UTF-8 with or without BOM, UTF-16 LE/BE (and UTF-32) with BOM, UTF-16 LE/BE without BOM (detected by
-    its NUL pattern), cp1252 as the last resort. A leading BOM character in a str is removed too.
-    """
-    if data is None:
-        return ''
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        text = _decode_bytes(bytes(data))
-    elif isinstance(data, str):
-        text = data
-    else:
-        text = str(data)
-    if '\x00' in text and text.count('\x00') * 4 >= len(text):
-        text = text.replace('\x00', '')
-    return text.lstrip('\ufeff')
-
 
 def error_name(value: t.Any) -> str | None:
     """The symbolic name of a Windows error code (any form hresult_hex accepts), when it is in a table."""

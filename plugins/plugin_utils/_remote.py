@@ -22,7 +22,7 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.shell.powershell import ShellModule as PowerShellShell
 
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import decode_text
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import decode_text, printable, redact_text
 
 EVIDENCE_FORMAT = 1
 SCRIPT_NAME = 'tetra_evidence.ps1'
@@ -70,80 +70,6 @@ def announced_bound_s(deadline_s: t.Any) -> float:
     except (TypeError, ValueError):
         deadline = 60.0
     return max(deadline, 0.0) + _GRACE_S
-
-
-# --- secrets -------------------------------------------------------------------------------------
-# One redaction for everything stored or printed: XML elements (<password>, <passwd>, <proxy_password>,
-# <ProxyPassword>, <pass>, namespaced or not), attributes (password="..."), JSON ("password": "..."),
-# any case, raw or escaped (\u003c, &lt;, \"), and text cut by quoting or truncation (a value without its
-# closing tag or quote, or a quote that starts inside the value before a closing tag).
-REDACTED = 'REDACTED'
-_NAME = r'(?:[\w.-]+:)?(?:[\w.-]*?(?:password|passwd|passphrase|pwd)[\w.-]*|pass)'
-_LT = r'(?:<|\\u003[cC]|&lt;|&#60;)'
-_GT = r'(?:>|\\u003[eE]|&gt;|&#62;)'
-_NOT_LT = r'(?:(?!<|\\u003[cC]|&lt;|&#60;)[^\x00])'
-_SECRET_KEY = re.compile(r'^[\w.:-]*(?:password|passwd|passphrase|pwd)[\w.-]*$|^pass$', re.I)
-_SECRET_PATTERNS = (
-    # <password attr="x">value</password>, and <password>value cut before its closing tag
-    (re.compile(r'(%s%s(?:\s[^<>]*?)?(?<!/)%s)(?:<!\[CDATA\[.*?(?:\]\]>|$)|%s+)' % (_LT, _NAME, _GT, _NOT_LT), re.I | re.S),
-     r'\1' + REDACTED),
-    # value</password> whose opening tag was cut off by the quote
-    (re.compile(r'^((?:[^<>]*?%s)?)(%s+)(%s/%s%s)' % (_GT, _NOT_LT, _LT, _NAME, _GT), re.I | re.S), r'\1' + REDACTED + r'\3'),
-    # password="value" / password='value' / password=\"value\" / password=value, quote possibly cut
-    (re.compile(r'(?<![\w"\\])(%s\s*=\s*)(\\?["\'])(.*?)(\2|$)' % _NAME, re.I | re.S), r'\1\2' + REDACTED + r'\4'),
-    (re.compile(r'(?<![\w"\\])(%s\s*=\s*)(?![\s"\'\\])([^\s<>&;,]+)' % _NAME, re.I), r'\1' + REDACTED),
-    # "password": "value" (also \"password\": \"value\" inside a JSON string), value possibly cut
-    (re.compile(r'((\\?")%s\2\s*:\s*)(\2)((?:\\.|(?!\2).)*?)(\2|$)' % _NAME, re.I | re.S), r'\1\3' + REDACTED + r'\5'),
-    (re.compile(r'((\\?")%s\2\s*:\s*)(-?\d[\d.eE+-]*)' % _NAME, re.I), r'\1"%s"' % REDACTED),
-)
-
-
-# Characters a hostile endpoint could use against a terminal, a spreadsheet or a browser: C0/C1 controls
-# (ESC starts terminal sequences), bidirectional overrides, zero-width marks, lone UTF-16 surrogates
-# (they cannot be encoded, so they stop any UTF-8 writer). Tab and line feed stay.
-_UNPRINTABLE = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]')
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
-    return '\\x%02x' % code if code < 0x100 else '\\u%04x' % code
-
-
-def printable(text: str) -> str:
-    """``text`` safe for every output: CRLF -> LF; controls, escapes, bidi marks and lone surrogates as visible \\xNN/\\uNNNN."""
-    if not isinstance(text, str):
-        text = to_text(text, errors='surrogate_or_replace')
-    return _UNPRINTABLE.sub(_escape_char, text.replace('\r\n', '\n'))
-
-
-def redact_text(text: str) -> str:
-    """``text`` with every password value replaced by REDACTED (element, attribute and JSON forms)."""
-    if not text or not re.search(r'pass|pwd', text, re.I):
-        return text
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def _is_secret_value(value: t.Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (str, int, float)) and value != ''
-
-
-def redact(value: t.Any) -> t.Any:
-    """A copy of ``value`` (evidence, a result, a message) with every password redacted.
-
-    Strings go through redact_text; in mappings a key that names a password has its value replaced.
-    """
-    if isinstance(value, dict):
-        return {key: (REDACTED if isinstance(key, str) and _SECRET_KEY.match(key) and _is_secret_value(item)
-                      else redact(item)) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(item) for item in value]
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, bytes):
-        return redact_text(decode_text(value))
-    return value
 
 
 class RemoteError(Exception):

@@ -20,7 +20,8 @@ import tempfile
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import AUTH_FAILURE, printable, redact
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import AUTH_FAILURE
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import printable, redact
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import STATUS_ORDER, page
 
 REPORT_FORMAT = 1

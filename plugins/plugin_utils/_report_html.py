@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import typing as t
 
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import printable
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import printable
 
 # Most urgent first: the order of summaries and of the table's default sort.
 STATUS_ORDER = ('failing', 'unreachable', 'unknown', 'not_installed', 'stale', 'ok')

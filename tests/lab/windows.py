@@ -107,24 +107,6 @@ def command_line_to_argv(line: str) -> list[str]:
         argv.append(''.join(word))
 
 
-def quote_argument(value: str) -> str:
-    """The quoting that CommandLineToArgvW reads back as ``value`` (MS "Everyone quotes ... the wrong way")."""
-    if value and not re.search(r'[ \t"]', value):
-        return value
-    out, backslashes = ['"'], 0
-    for char in value:
-        if char == '\\':
-            backslashes += 1
-            continue
-        if char == '"':
-            out.append('\\' * (backslashes * 2 + 1) + '"')
-        else:
-            out.append('\\' * backslashes + char)
-        backslashes = 0
-    out.append('\\' * (backslashes * 2) + '"')
-    return ''.join(out)
-
-
 def decode_encoded_command(value: str) -> str:
     """-EncodedCommand's value as powershell.exe reads it: strict base64 of UTF-16LE text."""
     compact = re.sub(r'\s', '', value)

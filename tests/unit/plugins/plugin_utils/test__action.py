@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _action, _remote
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _action, _remote, _text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import REDACTED, redact, save_evidence
 
 SECRET = 'hunter2'
@@ -69,7 +69,7 @@ def test_redact_walks_structures_and_masks_password_keys():
 
 
 def test_one_redaction_everywhere():
-    assert _action.redact is _remote.redact
+    assert _action.redact is _text.redact
 
 
 def test_remote_messages_quote_output_redacted_and_printable():

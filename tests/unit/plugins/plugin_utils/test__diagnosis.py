@@ -18,6 +18,7 @@ import re
 import pytest
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import CATALOG, OUTCOMES, diagnose, invalid_evidence_verdict
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import CONSOLE_CAUSES
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import parse_evidence
 
 SAMPLES = os.path.join(os.path.dirname(__file__), 'samples')
@@ -355,11 +356,11 @@ def test_source_documents_are_not_mutated():
     assert document == snapshot
 
 
-def test_docs_causes_page_names_every_cause_of_the_catalog():
+def test_docs_causes_page_names_every_cause_of_the_catalog_and_console():
     page = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'docs', 'causes.md')
     with open(page, encoding='utf-8') as handle:
         documented = set(re.findall(r'^\| ([a-z_]+) \|', handle.read(), re.M)) - {'cause'}
-    assert documented == set(OUTCOMES)
+    assert documented == set(OUTCOMES) | set(CONSOLE_CAUSES)
 
 
 # ---------------------------------------------------------------- probes that did not run (issue 10)

@@ -12,7 +12,7 @@ import pytest
 
 from ansible.errors import AnsibleConnectionFailure
 
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remote
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remote, _text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import (
     EvidenceCall, RemoteError, build_command, clean_stderr, load_script, parse_document,
 )
@@ -284,7 +284,7 @@ def test_messages_never_carry_a_password_or_a_terminal_escape():
 
 
 def test_printable_makes_hostile_characters_visible():
-    assert _remote.printable('a\x1b[2J\ud800\r\nb\u202e\x00\tc') == 'a\\x1b[2J\\ud800\nb\\u202e\\x00\tc'
+    assert _text.printable('a\x1b[2J\ud800\r\nb\u202e\x00\tc') == 'a\\x1b[2J\\ud800\nb\\u202e\\x00\tc'
 
 
 def test_the_retry_closes_the_old_shell_before_reconnecting():

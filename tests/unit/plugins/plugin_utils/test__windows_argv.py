@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import BOOTSTRAP, build_command
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import quote_windows_argument as quote_argument
 
 # tests.lab.windows lives at the repository root (not part of the collection).
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -22,7 +23,7 @@ if _REPO_ROOT not in sys.path:
 
 from tests.lab.windows import (  # noqa: E402  pylint: disable=wrong-import-position
     EXIT_BAD_PARAMETER, CommandLineError, command_line_to_argv, decode_encoded_command, parse_powershell_argv,
-    parse_winrs_command, quote_argument,
+    parse_winrs_command,
 )
 
 
