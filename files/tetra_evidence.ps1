@@ -78,7 +78,8 @@ function Assert-PlaceholderValue {
     # Placeholders sit inside a double-quoted argument (and, for the task, a single-quoted
     # PowerShell string): a value without quotes and without a trailing backslash cannot change
     # how CommandLineToArgvW splits the line (W16).
-    if (-not $Value -or $Value -notmatch '^[A-Za-z0-9 :\\._()-]+$' -or $Value.EndsWith('\')) {
+    # \z, not $: in .NET '$' also matches before a final newline (W28).
+    if (-not $Value -or $Value -notmatch '^[A-Za-z0-9 :\\._()-]+\z' -or $Value.EndsWith('\')) {
         throw (New-Object System.ArgumentException("unsafe placeholder value: $Value"))
     }
     return $Value
@@ -765,6 +766,114 @@ function Assert-SupportPath {
     return $full
 }
 
+function Get-SafetyNetPlan {
+    param($Request)
+    # The request's safety_net (built by the controller, _remediation.safety_net); a request without one
+    # still gets a safety net, with defaults, so nothing ever starts without its own end (W29).
+    $net = $Request.safety_net
+    $capture = [string]$Request.capture
+    if ($net) {
+        $task = [string]$net.task
+        $delay = [int]$net.delay_s
+        $limit = [int]$net.time_limit_s
+        $stop = @($net.stop | ForEach-Object { [string]$_ })
+    } else {
+        $leaf = (Split-Path -Path ([string]$Request.work_dir) -Leaf) -replace '^tetra-support-', ''
+        $suffix = ($leaf -replace '[^0-9A-Za-z-]', '-')
+        if ($suffix.Length -gt 64) { $suffix = $suffix.Substring(0, 64) }
+        if (-not $suffix) { $suffix = 'run' }
+        $task = 'secure_endpoint.tetra support ' + $suffix
+        $delay = 3600 + 2 * [int]$Request.deadline_s
+        $limit = 600
+        $stop = @()
+        if ($capture -eq 'pktmon') { $stop += 'pktmon_stop' } elseif ($capture -eq 'netsh') { $stop += 'netsh_trace_stop' }
+        $stop += 'sfc_log_stop'
+    }
+    # Whole-value checks (\z, W28): the name is a task name, never a folder path or a wildcard.
+    if ($task -notmatch '^secure_endpoint\.tetra support [0-9A-Za-z-]{1,64}\z') { throw (New-Object System.ArgumentException("unsafe safety-net task name: $task")) }
+    if ($delay -lt 60 -or $delay -gt 172800) { throw (New-Object System.ArgumentException("safety-net delay out of bounds: $delay")) }
+    if ($limit -lt 60 -or $limit -gt 3600) { throw (New-Object System.ArgumentException("safety-net time limit out of bounds: $limit")) }
+    return [pscustomobject]@{ task = $task; delay_s = $delay; time_limit_s = $limit; stop = $stop }
+}
+
+function Get-SafetyNetSteps {
+    param($Request, $Sfc, $Plan)
+    # Each stop command of the plan, by its request name, with the program the script itself resolves:
+    # System32 tools by full path, sfc.exe in the connector's folder (checked Cisco's by the caller).
+    $steps = New-Object System.Collections.ArrayList
+    foreach ($name in $Plan.stop) {
+        if ($name -eq 'pktmon_stop') { $path = Join-Path $env:SystemRoot 'System32\pktmon.exe' }
+        elseif ($name -eq 'netsh_trace_stop') { $path = Join-Path $env:SystemRoot 'System32\netsh.exe' }
+        elseif ($name -eq 'sfc_log_stop') { $path = $Sfc.path }
+        else { throw (New-Object System.ArgumentException("not a stop command: $name")) }
+        $command = Get-CommandArguments $Request $name $null
+        [void]$steps.Add([pscustomobject]@{ command = $name; path = $path; arguments = $command.arguments })
+    }
+    return ,$steps.ToArray()
+}
+
+function Register-SafetyNet {
+    param($Request, $Sfc)
+    # The endpoint's own end of what support_start starts: a one-shot LocalSystem task at start + wait +
+    # margin that runs the stop commands, so a controller that never comes back leaves nothing running.
+    $record = [ordered]@{ task = $null; registered = $false; armed_at = $null; fires_at = $null; delay_s = $null; time_limit_s = $null
+        actions = (New-Object System.Collections.ArrayList); error = $null }
+    try {
+        $plan = Get-SafetyNetPlan $Request
+        $record.task = $plan.task
+        $record.delay_s = $plan.delay_s
+        $record.time_limit_s = $plan.time_limit_s
+        $actions = @()
+        foreach ($step in (Get-SafetyNetSteps $Request $Sfc $plan)) {
+            # Actions run one after another in this order: the capture's stop first (System32), then sfc.exe -l stop (W29).
+            $actions += New-ScheduledTaskAction -Execute $step.path -Argument $step.arguments
+            [void]$record.actions.Add([ordered]@{ command = $step.command; path = $step.path; arguments = $step.arguments })
+        }
+        # Local time: a trigger's StartBoundary/EndBoundary without an offset are local (W30).
+        $now = [DateTime]::Now
+        $fires = $now.AddSeconds($plan.delay_s)
+        $trigger = New-ScheduledTaskTrigger -Once -At $fires
+        # An end boundary lets the task expire, then delete itself (DeleteExpiredTaskAfter); a day covers a
+        # machine asleep at the trigger time (StartWhenAvailable runs it on wake-up).
+        $trigger.EndBoundary = $fires.AddDays(1).ToString('s', $Invariant)
+        $settings = New-ScheduledTaskSettingsSet -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -StartWhenAvailable -Priority 4 `
+            -ExecutionTimeLimit (New-TimeSpan -Seconds $plan.time_limit_s) -DeleteExpiredTaskAfter (New-TimeSpan -Hours 1)
+        $principal = New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount -RunLevel Highest
+        [void](Register-ScheduledTask -TaskName $plan.task -Action $actions -Trigger $trigger -Principal $principal -Settings $settings -Force)
+        $record.registered = $true
+        $record.armed_at = Format-Date $now
+        $record.fires_at = Format-Date $fires
+    } catch {
+        $record.error = ConvertTo-ErrorInfo $_
+    }
+    return $record
+}
+
+function Remove-SafetyNet {
+    param($Request)
+    # A normal finish removes the task once everything is stopped. A task already running its stop
+    # commands is left to finish them: Unregister-ScheduledTask does not stop a running instance (W13).
+    $record = [ordered]@{ task = $null; existed = $false; fired = $false; state = $null; last_result = $null; removed = $false; error = $null }
+    try {
+        $plan = Get-SafetyNetPlan $Request
+        $record.task = $plan.task
+        $found = @(Get-ScheduledTask -TaskName $plan.task -ErrorAction SilentlyContinue)
+        if ($found.Count -gt 0) {
+            $record.existed = $true
+            $state = @{ started = $false; state = $null; last_result = $null }
+            Get-TaskState $plan.task $state
+            $record.fired = [bool]$state.started
+            $record.state = $state.state
+            $record.last_result = $state.last_result
+            Unregister-ScheduledTask -TaskName $plan.task -Confirm:$false
+        }
+        $record.removed = (@(Get-ScheduledTask -TaskName $plan.task -ErrorAction SilentlyContinue).Count -eq 0)
+    } catch {
+        $record.error = ConvertTo-ErrorInfo $_
+    }
+    return $record
+}
+
 function Invoke-SupportStep {
     param($Request, $Sfc)
     $support = [ordered]@{ work_dir = $Request.work_dir; refused = $null }
@@ -775,21 +884,34 @@ function Invoke-SupportStep {
     $values = @{ work_dir = $work }
     if ($Request.action -eq 'support_start') {
         $support.rolled_back = $null
-        [void](New-Item -ItemType Directory -Path $work -Force)
-        if (-not (Test-Path -LiteralPath $work -PathType Container)) { throw (New-Object System.IO.DirectoryNotFoundException("cannot create $work")) }
+        $maxMb = [int]$Request.capture_max_mb
+        if (($Request.capture -eq 'pktmon' -or $Request.capture -eq 'netsh') -and ($maxMb -lt 1 -or $maxMb -gt 4096)) {
+            # A capture always has a size limit (and the safety net is its time limit, W31).
+            throw (New-Object System.ArgumentException("capture_max_mb out of bounds: $maxMb"))
+        }
+        # The safety net first: nothing starts unless its end is armed on this machine (W29).
+        $support.safety_net = Register-SafetyNet $Request $Sfc
+        if (-not $support.safety_net.registered) { $support.refused = 'safety_net_failed'; return $support }
         $done = @{ logging = $false; capture = $false }
         try {
+            [void](New-Item -ItemType Directory -Path $work -Force)
+            if (-not (Test-Path -LiteralPath $work -PathType Container)) { throw (New-Object System.IO.DirectoryNotFoundException("cannot create $work")) }
             $done.logging = $true
             $support.debug_logging = Invoke-Tool $Request $Sfc.path 'sfc_log_start' 30 $null
             $done.capture = ($Request.capture -eq 'pktmon' -or $Request.capture -eq 'netsh')
             $support.capture = Start-Capture $Request $values
+            if ($done.capture) {
+                $support.capture.max_mb = $maxMb
+                $support.capture.stop_by = $support.safety_net.fires_at
+            }
             $support.forceupdate = Invoke-ForceUpdate $Request $Sfc
         } catch {
             # Undo what already started, so nothing keeps logging or capturing after a failure.
             Add-EvidenceError 'support' $_
-            $support.rolled_back = [ordered]@{ capture = $null; debug_logging = $null }
+            $support.rolled_back = [ordered]@{ capture = $null; debug_logging = $null; safety_net = $null }
             if ($done.capture) { $support.rolled_back.capture = Stop-Capture $Request }
             if ($done.logging) { $support.rolled_back.debug_logging = Invoke-Tool $Request $Sfc.path 'sfc_log_stop' 30 $null }
+            $support.rolled_back.safety_net = Remove-SafetyNet $Request
         }
         return $support
     }
@@ -802,6 +924,8 @@ function Invoke-SupportStep {
     } finally {
         $support.capture = Stop-Capture $Request
         $support.debug_logging = Invoke-Tool $Request $Sfc.path 'sfc_log_stop' 30 $null
+        # Last: the safety net stays armed until everything it would stop is stopped.
+        $support.safety_net = Remove-SafetyNet $Request
     }
     $files = New-Object System.Collections.ArrayList
     foreach ($item in @(Get-ChildItem -LiteralPath $work -File)) {

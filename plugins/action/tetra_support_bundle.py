@@ -7,14 +7,21 @@ ipsupporttool.exe, with clean-up guaranteed, and the files brought to the contro
 Calls: 1 read (install, local.xml, policy.xml); ``support_start``; a controller-side wait;
 ``support_finish`` (always, in ``finally``, once ``support_start`` was sent); ``read_file`` chunks.
 Every call is one plain ``exec_command``, so winrm, psrp and ssh all work.
+
+Clean-up does not depend on this process surviving: ``support_start`` arms an endpoint-side safety net
+(a one-shot LocalSystem task at start + wait + deadline + slack running the stop commands), which a normal
+``support_finish`` removes. A controller killed at any moment (SIGKILL, power loss, a CI job cancelled)
+leaves the endpoint clean when that task fires.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
+import tempfile
 import typing as t
 
 from ansible.errors import AnsibleActionFail
@@ -22,8 +29,9 @@ from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remediation as rem
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import write_file_atomic
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request, check_path, fill_placeholders, windows_commands
 
 ARGUMENT_SPEC: dict[str, t.Any] = {
     'dest': {'type': 'path', 'required': True},
@@ -36,33 +44,80 @@ ARGUMENT_SPEC: dict[str, t.Any] = {
     'remove_remote': {'type': 'bool', 'default': True},
 }
 PREFLIGHT_SECTIONS = ('install', 'files')
+# Bounds, inclusive (documented in plugins/modules/tetra_support_bundle.py).
+CAPTURE_MAX_MB_BOUNDS = (1, 4096)
+WAIT_BOUNDS = (0, 86400)
+SUPPORT_DEADLINE_BOUNDS = (60, 3600)
 READ_DEADLINE_S = 60
 # Reconnect before support_finish after a wait this long: idle WinRM shells and SSH sessions get dropped.
 RECONNECT_AFTER_S = 300
 
 
+def _bounded(args: dict[str, t.Any], name: str, bounds: tuple[int, int], unit: str, why: str = '') -> None:
+    value = args[name]
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not bounds[0] <= value <= bounds[1]:
+        raise ValueError('%s must be from %d to %d %s%s, got %r' % (name, bounds[0], bounds[1], unit, why, value))
+
+
 def check_args(args: dict[str, t.Any]) -> None:
-    if not 1 <= args['capture_max_mb'] <= 4096:
-        raise ValueError('capture_max_mb must be between 1 and 4096, got %s' % args['capture_max_mb'])
-    if args['wait'] is not None and args['wait'] < 0:
-        raise ValueError('wait must be 0 or more seconds, got %s' % args['wait'])
-    if args['max_wait'] < 0:
-        raise ValueError('max_wait must be 0 or more seconds, got %s' % args['max_wait'])
-    if args['deadline'] < 60:
-        raise ValueError('deadline must be at least 60 seconds (ipsupporttool.exe gets deadline - 20 s), got %s' % args['deadline'])
-    if not 4096 <= args['chunk_size'] <= rem.MAX_CHUNK_BYTES:
-        raise ValueError('chunk_size must be between 4096 and %d bytes, got %s' % (rem.MAX_CHUNK_BYTES, args['chunk_size']))
+    check_path(args['dest'], 'dest')
+    _bounded(args, 'capture_max_mb', CAPTURE_MAX_MB_BOUNDS, 'MB')
+    _bounded(args, 'wait', WAIT_BOUNDS, 'seconds')
+    _bounded(args, 'max_wait', WAIT_BOUNDS, 'seconds')
+    _bounded(args, 'deadline', SUPPORT_DEADLINE_BOUNDS, 'seconds', ' (ipsupporttool.exe gets deadline - 20 s)')
+    _bounded(args, 'chunk_size', (4096, rem.MAX_CHUNK_BYTES), 'bytes')
 
 
 def commands_plan(sfc_path: str, work_dir: str, capture: str, max_mb: int) -> list[str]:
-    """What support_start and support_finish run on the endpoint, in order (docs/endpoint-commands.md)."""
+    """What support_start and support_finish run on the endpoint, in order (docs/endpoint-commands.md): the
+    request's own command lines with the work folder filled in, as the script fills it."""
     folder = sfc_path.rsplit('\\', 1)[0]
-    etl = work_dir + '\\capture.etl'
-    start = {'pktmon': ['C:\\Windows\\System32\\pktmon.exe start --capture --pkt-size 0 --file-name "%s" --file-size %d' % (etl, max_mb)],
-             'netsh': ['C:\\Windows\\System32\\netsh.exe trace start capture=yes tracefile="%s" maxsize=%d overwrite=yes' % (etl, max_mb)]}
-    stop = {'pktmon': ['C:\\Windows\\System32\\pktmon.exe stop'], 'netsh': ['C:\\Windows\\System32\\netsh.exe trace stop']}
-    return (['"%s" -l start' % sfc_path] + start.get(capture, []) + ['"%s" -forceupdate' % sfc_path]
-            + ['"%s\\ipsupporttool.exe" -o "%s"' % (folder, work_dir)] + stop.get(capture, []) + ['"%s" -l stop' % sfc_path])
+    system32 = 'C:\\Windows\\System32\\'
+    commands = windows_commands(capture_max_mb=max_mb)
+
+    def line(program: str, name: str) -> str:
+        quoted = '"%s"' % program if ' ' in program else program
+        return '%s %s' % (quoted, fill_placeholders(commands[name]['arguments'], {'work_dir': work_dir}))
+
+    start = {'pktmon': [line(system32 + 'pktmon.exe', 'pktmon_start')], 'netsh': [line(system32 + 'netsh.exe', 'netsh_trace_start')]}
+    stop = {'pktmon': [line(system32 + 'pktmon.exe', 'pktmon_stop')], 'netsh': [line(system32 + 'netsh.exe', 'netsh_trace_stop')]}
+    return ([line(sfc_path, 'sfc_log_start')] + start.get(capture, []) + [line(sfc_path, 'sfc_forceupdate')]
+            + [line(folder + '\\ipsupporttool.exe', 'ipsupporttool')] + stop.get(capture, []) + [line(sfc_path, 'sfc_log_stop')])
+
+
+def distinct_names(paths: t.Iterable[str], reserved: t.Iterable[str] = (rem.MANIFEST_NAME,)) -> list[str]:
+    """Local names for endpoint paths, all distinct (case-insensitively, as on Windows and macOS) and never
+    a reserved name: ``a.log`` from two folders, or ``A.LOG`` beside ``a.log``, become ``a.log`` and ``a-2.log``,
+    and a generated ``a-2.log`` never meets an endpoint file of that name."""
+    taken = {name.lower() for name in reserved}
+    names = []
+    for path in paths:
+        name = rem.local_file_name(path)
+        stem, ext = os.path.splitext(name)
+        candidate, number = name, 1
+        while candidate.lower() in taken:
+            number += 1
+            candidate = '%s-%d%s' % (stem, number, ext)
+        taken.add(candidate.lower())
+        names.append(candidate)
+    return names
+
+
+class SafeChunkAssembler(rem.ChunkAssembler):
+    """ChunkAssembler whose partial file is created with O_EXCL | O_NOFOLLOW under a random name in the
+    destination folder (mkstemp), so a link planted at ``<name>.partial`` is never followed; ``finish``
+    renames it over the final name atomically."""
+
+    def __init__(self, path: str, expected_size: int | None, expected_sha256: str | None) -> None:  # pylint: disable=super-init-not-called
+        self.path = path
+        self.expected_size = expected_size
+        self.expected_sha256 = (expected_sha256 or '').lower() or None
+        self.digest = hashlib.sha256()
+        self.size = 0
+        descriptor, self.partial = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.partial', dir=os.path.dirname(path) or '.')
+        self.handle = os.fdopen(descriptor, 'wb')
 
 
 class ActionModule(TetraActionBase):
@@ -80,19 +135,29 @@ class ActionModule(TetraActionBase):
         if refusal:
             return {'changed': False, 'refused': refusal[0], 'msg': refusal[1], 'calls': self.calls}
         wait_s, wait_source = rem.support_wait(args, facts)
-        work_dir = rem.new_work_dir()
+        work_dir = rem.check_work_dir(rem.new_work_dir())
         folder = os.path.join(args['dest'], rem.safe_name(host, 'host'))
         sfc_path = facts['install']['sfc_path']
+        net = rem.safety_net(work_dir, wait_s, args['deadline'], args['capture'])
         plan = {'work_dir': work_dir, 'dest': folder, 'wait_s': wait_s, 'wait_source': wait_source, 'capture': args['capture'],
-                'capture_max_mb': args['capture_max_mb'], 'commands': commands_plan(sfc_path, work_dir, args['capture'], args['capture_max_mb'])}
+                'capture_max_mb': args['capture_max_mb'], 'commands': commands_plan(sfc_path, work_dir, args['capture'], args['capture_max_mb']),
+                'safety_net': dict(net)}
         if self._task.check_mode:
             return dict(plan, changed=True, refused=None, calls=self.calls,
-                        msg='Check mode: would enable debug logging%s, force an update, wait %d s (%s), build the support bundle in %s, '
+                        msg='Check mode: would arm the endpoint safety net (task "%s", stops everything %d s after the start unless the '
+                            'run finishes first), enable debug logging%s, force an update, wait %d s (%s), build the support bundle in %s, '
                             'stop everything and copy the files to %s. Nothing was run.'
-                            % ('' if args['capture'] == 'none' else ' and a %s capture' % args['capture'], wait_s, wait_source, work_dir, folder))
-        request = dict(build_request('support_start', (), args), capture=args['capture'], capture_max_mb=args['capture_max_mb'], work_dir=work_dir)
+                            % (net['task'], net['delay_s'], '' if args['capture'] == 'none' else ' and a %s capture' % args['capture'],
+                               wait_s, wait_source, work_dir, folder))
+        request = dict(build_request('support_start', (), args), capture=args['capture'], capture_max_mb=args['capture_max_mb'], work_dir=work_dir,
+                       safety_net=net)
         times: dict[str, t.Any] = {'started': rem.utc_now()}
         start, finish = self.start_wait_finish(request, wait_s, times)
+        if finish is None:
+            # The endpoint refused before starting anything (no safety net could be armed): nothing to stop.
+            return dict(plan, changed=False, refused=start.get('refused'), calls=self.calls, support_start=start,
+                        msg='The endpoint refused support_start (%s): %s. Nothing was started.'
+                            % (start.get('refused'), self.refusal_text(start)))
         files = self.transfer(finish, folder, args['chunk_size'])
         remote = self.remove_remote(work_dir) if args['remove_remote'] else {'removed': False, 'error': None}
         times['finished'] = rem.utc_now()
@@ -100,10 +165,7 @@ class ActionModule(TetraActionBase):
         document = rem.manifest(host, (facts.get('host') or {}).get('computer_name'), work_dir, files, times, {
             'connector_version': rem.connector_version(facts), 'capture': args['capture'], 'wait_s': wait_s, 'wait_source': wait_source,
             'cleanup': cleanup})
-        manifest_path = os.path.join(folder, rem.MANIFEST_NAME)
-        with open(manifest_path + '.tmp', 'w', encoding='utf-8') as handle:
-            json.dump(document, handle, indent=1, sort_keys=True)
-        os.replace(manifest_path + '.tmp', manifest_path)
+        manifest_path = write_file_atomic(os.path.join(folder, rem.MANIFEST_NAME), json.dumps(document, indent=1, sort_keys=True) + '\n')
         result = dict(plan, changed=True, refused=None, calls=self.calls, files=document['files'], manifest=manifest_path, times=times,
                       cleanup=cleanup, support_start=start, support_finish=finish, remote_removed=remote['removed'],
                       msg='Support bundle of %s: %d file(s) in %s' % (host, len(files), folder))
@@ -116,6 +178,10 @@ class ActionModule(TetraActionBase):
                             % cleanup['debug_logging_exit_code'])
         if not cleanup['capture_stopped']:
             warnings.append('Stopping the %s capture did not confirm (exit code %s)' % (args['capture'], cleanup['capture_exit_code']))
+        if not cleanup['safety_net_removed']:
+            fires_at = (start.get('safety_net') or {}).get('fires_at')
+            warnings.append('The safety-net task "%s" could not be confirmed removed (%s); if it is still there it runs the stop '
+                            'commands at %s and deletes itself a day later' % (net['task'], cleanup['safety_net_error'] or 'no record', fires_at))
         if remote['error']:
             warnings.append('The work folder %s stays on the endpoint: %s' % (work_dir, remote['error']))
         if warnings:
@@ -135,13 +201,24 @@ class ActionModule(TetraActionBase):
 
     # ---- start, wait, finish: finish always runs once start was sent ----
 
-    def start_wait_finish(self, request: dict[str, t.Any], wait_s: int, times: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
+    @staticmethod
+    def refusal_text(start: dict[str, t.Any]) -> str:
+        if start.get('refused') == 'safety_net_failed':
+            error = (start.get('safety_net') or {}).get('error') or {}
+            return ('the endpoint could not register its safety-net scheduled task (%s: %s), and it never starts debug logging or a '
+                    'capture without one' % (error.get('type'), error.get('message')))
+        return 'its sfc.exe is missing or not Cisco\'s'
+
+    def start_wait_finish(self, request: dict[str, t.Any], wait_s: int,
+                          times: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any] | None]:
         start: dict[str, t.Any] = {}
         finish: dict[str, t.Any] = {}
         waited_from = self.clock.now()
         try:
             start = self.support_call(request, 'support_start')
             times['support_started'] = rem.utc_now()
+            if start.get('refused'):
+                return start, None
             waited_from = self.clock.now()
             self.clock.sleep(wait_s)
         except BaseException as failure:  # pylint: disable=broad-except  # KeyboardInterrupt too: clean up, then re-raise
@@ -153,8 +230,9 @@ class ActionModule(TetraActionBase):
             finish = self.support_call(dict(request, action='support_finish'), 'support_finish')
         except RemoteError as exc:
             exc.result.update(support_start=start, calls=self.calls, work_dir=request.get('work_dir'))
-            exc.result['msg'] = ('support_finish failed, so debug logging and the capture may still be running on the endpoint '
-                                 '(stop them with "sfc.exe -l stop" and "pktmon stop"/"netsh trace stop"): %s' % exc.result.get('msg'))
+            exc.result['msg'] = ('support_finish failed, so debug logging and the capture may still be running on the endpoint until its '
+                                 'safety-net task %s fires (%s; or stop them with "sfc.exe -l stop" and "pktmon stop"/"netsh trace stop"): %s'
+                                 % (self.safety_net_name(request), self.fires_at(start), exc.result.get('msg')))
             raise
         times['support_finished'] = rem.utc_now()
         return start, finish
@@ -168,12 +246,23 @@ class ActionModule(TetraActionBase):
             text = 'support_finish ran: debug logging and capture were stopped'
         except RemoteError as exc:
             note = {'support_finish_error': exc.result.get('msg')}
-            text = 'support_finish ALSO FAILED (%s): stop them by hand with "sfc.exe -l stop" and "pktmon stop"/"netsh trace stop"' % exc.result.get('msg')
+            delay = (request.get('safety_net') or {}).get('delay_s')
+            text = ('support_finish ALSO FAILED (%s): the safety-net task %s stops them %s s after support_start, or stop them by hand with '
+                    '"sfc.exe -l stop" and "pktmon stop"/"netsh trace stop"' % (exc.result.get('msg'), self.safety_net_name(request), delay))
         if isinstance(failure, RemoteError):
             failure.result.update(note, calls=self.calls, work_dir=request.get('work_dir'))
             failure.result['msg'] = '%s; %s' % (failure.result['msg'], text)
         else:
             self._display.warning('Support bundle interrupted (%s); %s' % (type(failure).__name__, text))
+
+    @staticmethod
+    def safety_net_name(request: dict[str, t.Any]) -> str:
+        return '"%s"' % (request.get('safety_net') or {}).get('task')
+
+    @staticmethod
+    def fires_at(start: dict[str, t.Any]) -> str:
+        fires = (start.get('safety_net') or {}).get('fires_at')
+        return 'at %s UTC' % fires if fires else 'if support_start armed it'
 
     def support_call(self, request: dict[str, t.Any], what: str) -> dict[str, t.Any]:
         document = self.call(request)
@@ -194,6 +283,8 @@ class ActionModule(TetraActionBase):
         """Whether debug logging and the capture were stopped, from support_finish's answer."""
         logging = finish.get('debug_logging') or {}
         stop = finish.get('capture') or {}
+        net = finish.get('safety_net') if isinstance(finish.get('safety_net'), dict) else {}
+        error = net.get('error') if isinstance(net.get('error'), dict) else None
         return {
             'debug_logging_stopped': logging.get('exit_code') == 0 or logging.get('stopped') is True,
             'debug_logging_exit_code': logging.get('exit_code'),
@@ -201,15 +292,21 @@ class ActionModule(TetraActionBase):
             'capture_stopped': True if capture == 'none' else (stop.get('exit_code') == 0 or stop.get('stopped') is True),
             'capture_exit_code': stop.get('exit_code'),
             'debug_logging_started': (start.get('debug_logging') or {}).get('exit_code') == 0 if start else None,
+            'safety_net_removed': net.get('removed') is True,
+            'safety_net_fired': net.get('fired') is True,
+            'safety_net_error': '%s: %s' % (error.get('type'), error.get('message')) if error else None,
         }
 
     # ---- bringing the files home ----
 
     def transfer(self, finish: dict[str, t.Any], folder: str, chunk_size: int) -> list[dict[str, t.Any]]:
         listed = [f for f in (finish.get('files') or []) if isinstance(f, dict) and f.get('path')]
+        work_dir = str(finish.get('work_dir') or '')
+        for entry in listed:
+            rem.check_support_file(entry['path'], work_dir)
         os.makedirs(folder, exist_ok=True)
         files = []
-        for entry, name in zip(listed, rem.unique_names(f['path'] for f in listed)):
+        for entry, name in zip(listed, distinct_names(str(f['path']) for f in listed)):
             local = os.path.join(folder, name)
             size = entry.get('size') if isinstance(entry.get('size'), int) else None
             verified = self.fetch(str(entry['path']), local, size, entry.get('sha256'), chunk_size)
@@ -218,7 +315,7 @@ class ActionModule(TetraActionBase):
 
     def fetch(self, path: str, local: str, size: int | None, sha256: str | None, chunk_size: int) -> dict[str, t.Any]:
         """read_file chunk by chunk into `local`; the number of calls is bounded by the announced size."""
-        assembler = rem.ChunkAssembler(local, size, sha256)
+        assembler = SafeChunkAssembler(local, size, sha256)
         limit = (size or 0) // chunk_size + 2
         try:
             for _chunk_number in range(limit):

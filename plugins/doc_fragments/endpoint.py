@@ -14,6 +14,10 @@ options:
       - Time budget in seconds for the whole endpoint call.
       - The endpoint script stops waiting for probes when it is reached and marks the unfinished ones as
         timed out; the controller gives up 30 seconds after it.
+      - From 10 to 3600. When network probes run it must also be at least the slowest probe (the longest of
+        O(timeouts.connect) + O(timeouts.tls), O(timeouts.curl) + 2, O(timeouts.dns), O(timeouts.http),
+        O(timeouts.proxy); 15 with the defaults) plus 5 seconds, so a healthy host is never cut short; a
+        smaller value is rejected with a message naming the probe.
     type: int
     default: 40
   evidence_dir:
@@ -21,6 +25,7 @@ options:
       - A folder on the controller where the raw evidence document of each host is written as
         C(<inventory_hostname>.json), for offline replay with C(playbooks/analyze.yml).
       - Password elements of C(policy.xml) are replaced by C(REDACTED) before writing.
+      - At most 4096 characters, no control characters (newline, NUL) and no white space at either end.
     type: path
 notes:
   - Runs exactly one command on the endpoint (one C(PowerShell -EncodedCommand) through the connection's
@@ -52,7 +57,8 @@ options:
   update_server:
     description:
       - Host name of the TETRA update server to probe, for example a custom server from the policy.
-      - Must be a DNS host name; anything else is rejected before contacting the endpoint.
+      - Must be a DNS host name (RFC 1123, at most 253 characters); the whole value is checked, so a trailing
+        newline, a space, a NUL, a port or a URL is rejected before contacting the endpoint.
     type: str
   context:
     description:
@@ -74,6 +80,7 @@ options:
   timeouts:
     description:
       - Per-probe timeouts in seconds. Unset keys keep their defaults.
+      - Each one from 1 to 300.
     type: dict
     default: {}
     suboptions:
@@ -102,13 +109,15 @@ options:
     description:
       - OCSP/CRL host names to resolve and reach over HTTP port 80.
       - Defaults to the hosts the Cisco procedure names, C(commercial.ocsp.identrust.com) and C(validation.identrust.com).
+      - 1 to 16 DNS host names, each checked like O(update_server).
     type: list
     elements: str
   proxy_server:
     description:
       - Proxy host to probe. By default the proxy configured in the connector's C(policy.xml) or C(local.xml) is used.
+      - Must be a DNS host name, checked like O(update_server).
     type: str
   proxy_port:
-    description: Port of O(proxy_server).
+    description: Port of O(proxy_server), from 1 to 65535 (default 80).
     type: int
 '''

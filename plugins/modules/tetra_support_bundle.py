@@ -17,6 +17,14 @@ description:
   - C(support_finish) runs C(ipsupporttool.exe -o <work dir>) and then ALWAYS stops the capture and debug logging
     (the endpoint does it in C(finally)). The module sends C(support_finish) whenever C(support_start) was sent,
     even when C(support_start) failed or the wait was interrupted, so nothing is left running.
+  - B(Safety net on the endpoint.) Before it starts anything, C(support_start) registers a one-shot scheduled task
+    (LocalSystem by SID, runs on battery, starts when available) named C(secure_endpoint.tetra support <run id>) that
+    runs the capture's stop command and C(sfc.exe -l stop) at start + wait + O(deadline) + 120 seconds. A normal
+    C(support_finish) removes it once everything is stopped. If the controller is killed at any moment (SIGKILL,
+    power loss, a cancelled CI job), the endpoint stops debug logging and the capture by itself when the task fires;
+    the task deletes itself a day later. When the task cannot be registered, nothing is started and the module
+    returns RV(refused=safety_net_failed).
+  - The capture always has a size limit (O(capture_max_mb)) and a time limit (the safety net).
   - The bundle and the capture are brought to the controller in chunks (C(read_file), plain C(exec_command), so it
     works over C(winrm), C(psrp) and C(ssh)) into O(dest)C(/<inventory_hostname>/), each file's sha256 is checked
     against the one the endpoint computed, and C(manifest.json) lists names, sizes, sha256, host and times.
@@ -30,6 +38,7 @@ options:
     description:
       - Controller folder for the bundles. Files of this host go to C(<dest>/<inventory_hostname>/) (the host name made
         safe for a file name), created when missing.
+      - At most 4096 characters, no control characters (newline, NUL) and no white space at either end.
     type: path
     required: true
   capture:
@@ -40,22 +49,23 @@ options:
     choices: [none, netsh, pktmon]
     default: none
   capture_max_mb:
-    description: Largest capture file in MB (C(pktmon --file-size), C(netsh trace maxsize)).
+    description: Largest capture file in MB (C(pktmon --file-size), C(netsh trace maxsize)), from 1 to 4096.
     type: int
     default: 256
   wait:
     description:
       - Seconds to wait between C(support_start) and C(support_finish). Overrides the policy interval and O(max_wait).
-      - V(0) collects the bundle right away.
+      - V(0) collects the bundle right away. At most 86400 (one day).
     type: int
   max_wait:
-    description: Longest wait in seconds when O(wait) is not given.
+    description: Longest wait in seconds when O(wait) is not given, from 0 to 86400.
     type: int
     default: 3600
   deadline:
     description:
       - Time budget in seconds of the C(support_start) and C(support_finish) calls. C(ipsupporttool.exe) gets this
         minus 20 seconds; stopping a capture can take minutes on a busy host.
+      - From 60 to 3600. It is also part of the safety net's margin (see above).
     type: int
     default: 600
   chunk_size:
@@ -105,7 +115,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 refused:
-  description: Why nothing was run (V(not_installed), V(sfc_missing), V(sfc_not_cisco)), or null.
+  description:
+    - Why nothing was run (V(not_installed), V(sfc_missing), V(sfc_not_cisco)), or null.
+    - V(safety_net_failed) when the endpoint could not register its safety-net task; it then starts nothing.
   returned: always
   type: str
 dest:
@@ -141,6 +153,15 @@ commands:
   returned: unless refused
   type: list
   elements: str
+safety_net:
+  description:
+    - The endpoint-side safety net the run arms (or would arm in check mode) - the task name, seconds from
+      C(support_start) to the task firing, its time limit and the request commands it runs, in order.
+    - The endpoint's records are in RV(support_start.safety_net) (C(registered), C(fires_at), C(actions)) and
+      RV(support_finish.safety_net) (C(existed), C(fired), C(removed)).
+  returned: unless refused by the install check
+  type: dict
+  sample: {task: secure_endpoint.tetra support 20261128T023000Z-1a2b3c4d, delay_s: 2520, time_limit_s: 600, stop: [pktmon_stop, sfc_log_stop]}
 remote_removed:
   description: Whether the endpoint's work folder was deleted after the transfer (false with O(remove_remote=false)).
   returned: when the bundle was collected
@@ -150,7 +171,8 @@ cleanup:
   description: Whether debug logging and the capture were stopped, with the exit codes of the stop commands.
   returned: success
   type: dict
-  sample: {debug_logging_stopped: true, debug_logging_exit_code: 0, capture: pktmon, capture_stopped: true, capture_exit_code: 0}
+  sample: {debug_logging_stopped: true, debug_logging_exit_code: 0, capture: pktmon, capture_stopped: true, capture_exit_code: 0,
+           safety_net_removed: true, safety_net_fired: false, safety_net_error: null}
 times:
   description: UTC times of the start, of C(support_start), of C(support_finish) and of the end of the copy.
   returned: success

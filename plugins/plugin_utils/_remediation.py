@@ -5,7 +5,8 @@
 
 Pure functions over parsed facts (``_evidence.parse_evidence``): whether a forced update may run (the
 version gate and the sfc.exe identity check), what a poll shows compared with the state before, how many
-calls a poll loop may make, how long the support bundle waits, and the manifest of the files brought back.
+calls a poll loop may make, how long the support bundle waits, the endpoint-side safety net that ends debug
+logging and the capture even when the controller never comes back, and the manifest of the files brought back.
 Nothing here talks to an endpoint; the clock is an object so tests can replace it.
 """
 
@@ -33,6 +34,21 @@ MAX_CHUNK_BYTES = 4 * 1024 * 1024
 WORK_DIR_ROOT = 'C:\\Windows\\Temp'
 MANIFEST_NAME = 'manifest.json'
 MANIFEST_FORMAT = 1
+# The safety net (docs/evidence.md, "Support-bundle actions"): a one-shot LocalSystem task registered by
+# support_start that runs the stop commands at start + wait + margin, removed by a normal support_finish.
+# The margin covers support_finish itself (its whole deadline) plus this slack (reconnecting, PowerShell
+# start-up, the controller's grace after the deadline).
+SAFETY_NET_PREFIX = 'secure_endpoint.tetra support '
+SAFETY_NET_SLACK_S = 120
+# The task's ExecutionTimeLimit: `netsh trace stop` can take minutes on a busy host.
+SAFETY_NET_TIME_LIMIT_S = 600
+# What the endpoint script accepts (Assert-SafetyNet): fires within 60 s to 2 days.
+SAFETY_NET_DELAY_BOUNDS = (60, 172800)
+CAPTURE_STOP_COMMANDS = {'pktmon': 'pktmon_stop', 'netsh': 'netsh_trace_stop'}
+_SAFETY_NET_TASK = re.compile(r'secure_endpoint\.tetra support [0-9A-Za-z-]{1,64}')
+_WORK_DIR = re.compile(r'C:\\Windows\\Temp\\tetra-support-\d{8}T\d{6}Z-[0-9a-f]{8}')
+# A file name Windows allows (no separator, wildcard, quote or control character), at most 255 characters.
+_WINDOWS_FILE_NAME = r'[^\\/:*?"<>|\x00-\x1f]{1,255}'
 SUPPORT_COMMANDS = ('sfc_log_start', 'sfc_log_stop', 'sfc_forceupdate', 'pktmon_start', 'pktmon_stop', 'netsh_trace_start',
                     'netsh_trace_stop', 'ipsupporttool')
 
@@ -197,6 +213,53 @@ def support_wait(args: dict[str, t.Any], facts: Facts) -> tuple[int, str]:
     if isinstance(interval, int) and interval > 0:
         return min(interval, int(args['max_wait'])), 'policy'
     return min(DEFAULT_UPDATE_INTERVAL_S, int(args['max_wait'])), 'default'
+
+
+def safety_net_task(work_dir: str) -> str:
+    """The safety-net task's name for a work folder: fixed prefix + the folder's unique suffix, known to the
+    controller before support_start is sent, so a support_finish after a lost answer still removes it."""
+    leaf = ntpath.basename(work_dir or '')
+    suffix = leaf[len('tetra-support-'):] if leaf.lower().startswith('tetra-support-') else leaf
+    suffix = re.sub(r'[^0-9A-Za-z-]', '-', suffix)[:64] or 'run'
+    return check_safety_net_task(SAFETY_NET_PREFIX + suffix)
+
+
+def check_safety_net_task(name: str) -> str:
+    """What the endpoint script accepts as the task name (whole value, no path, no wildcard), else ValueError."""
+    if not isinstance(name, str) or not _SAFETY_NET_TASK.fullmatch(name):
+        raise ValueError('unsafe safety-net task name %r' % (name,))
+    return name
+
+
+def safety_net_delay(wait_s: int, deadline: int) -> int:
+    """Seconds from support_start to the safety net firing: the wait, then support_finish's whole deadline, then slack."""
+    low, high = SAFETY_NET_DELAY_BOUNDS
+    return min(high, max(low, int(wait_s) + int(deadline) + SAFETY_NET_SLACK_S))
+
+
+def safety_net(work_dir: str, wait_s: int, deadline: int, capture: str) -> dict[str, t.Any]:
+    """The request's ``safety_net``: task name, delay, time limit and the stop commands (names of request
+    ``commands``; the capture's stop first, then ``sfc.exe -l stop``), as data."""
+    stop = ([CAPTURE_STOP_COMMANDS[capture]] if capture in CAPTURE_STOP_COMMANDS else []) + ['sfc_log_stop']
+    return {'task': safety_net_task(work_dir), 'delay_s': safety_net_delay(wait_s, deadline),
+            'time_limit_s': SAFETY_NET_TIME_LIMIT_S, 'stop': stop}
+
+
+def check_work_dir(work_dir: str) -> str:
+    """A work folder as new_work_dir makes it (whole value), else ValueError."""
+    if not isinstance(work_dir, str) or not _WORK_DIR.fullmatch(work_dir):
+        raise ValueError('unexpected endpoint work folder %r' % (work_dir,))
+    return work_dir
+
+
+def check_support_file(path: t.Any, work_dir: str) -> str:
+    """A file the endpoint listed: directly inside the run's work folder, a plain Windows file name, else ValueError
+    (a hostile endpoint could list anything; read_file is only asked for the run's own files)."""
+    match = re.fullmatch(re.escape(work_dir) + r'\\(' + _WINDOWS_FILE_NAME + ')', path, re.I) if isinstance(path, str) else None
+    # Windows drops trailing dots and spaces: "..", "." or "x." would name another file (or the folder's parent).
+    if not match or match.group(1).rstrip('. ') != match.group(1):
+        raise ValueError('the endpoint listed a file outside its work folder %s: %r' % (work_dir, path[:200] if isinstance(path, str) else path))
+    return path
 
 
 def new_work_dir(now: datetime.datetime | None = None) -> str:

@@ -13,6 +13,11 @@ The script passes them verbatim to ``ProcessStartInfo.Arguments``. Values only t
 (the support work folder, the task's script/request/output paths) are ``{name}`` placeholders,
 always inside a double-quoted argument; the script fills them only with values that hold no quote
 character and do not end with a backslash (``check_placeholder_value``), so the split stays exact.
+
+Every option that names a host, a URL or a path is checked with ``re.fullmatch`` (never ``$``, which
+lets a trailing newline through), and ``deadline`` and every timeout have documented bounds
+(``DEADLINE_BOUNDS``, ``TIMEOUT_BOUNDS``): a bad value is a ValueError naming the option, before any
+endpoint is contacted.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ UTF8 = 'utf-8'
 OEM = 'oem'
 PLACEHOLDERS = ('work_dir', 'script', 'request', 'output')
 _PLACEHOLDER = re.compile(r'\{([a-z_]+)\}')
-_SAFE_PLACEHOLDER_VALUE = re.compile(r'^[A-Za-z0-9 :\\._()-]+$')
+# Used with fullmatch: `$` would accept a trailing newline.
+_SAFE_PLACEHOLDER_VALUE = re.compile(r'[A-Za-z0-9 :\\._()-]+')
 # The LocalSystem task runs the shipped script itself through -Command (never -File: a Group Policy
 # execution policy overrides -ExecutionPolicy for script files), with a request asking for the probes only.
 SYSTEM_TASK_COMMAND = ("$ErrorActionPreference = 'Stop'; "
@@ -48,7 +54,17 @@ DEFAULT_TIMEOUTS = {'ampcli': 10, 'dns': 5, 'connect': 5, 'tls': 10, 'curl': 12,
 POSTURE_SECTIONS = ('install', 'posture', 'files', 'system')
 NETWORK_SECTIONS = ('dns', 'tls', 'curl', 'http', 'roots', 'proxy')
 
-_HOSTNAME = re.compile(r'^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$')
+# RFC 1123 host name, used with fullmatch only (`$` would let "host\n" through into curl's argv).
+_HOSTNAME = re.compile(r'(?=.{1,253}\Z)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?')
+# A controller path (evidence_dir, dest): 1-4096 characters, no NUL or other control character.
+_CONTROLLER_PATH = re.compile(r'[^\x00-\x1f\x7f]{1,4096}')
+# Bounds, inclusive, in seconds (documented in plugins/doc_fragments/endpoint.py and the modules).
+DEADLINE_BOUNDS = (10, 3600)
+TIMEOUT_BOUNDS = (1, 300)
+MAX_REVOCATION_HOSTS = 16
+# What the endpoint script needs besides the slowest probe: PowerShell start-up, the local sections and
+# the 2 s it keeps to write the document (docs/evidence.md, deadline_s).
+SCRIPT_OVERHEAD_S = 5
 
 TIMEOUTS_SPEC: dict[str, t.Any] = {
     'type': 'dict', 'default': {},
@@ -102,8 +118,8 @@ def windows_command_line(argv: t.Iterable[str]) -> str:
 
 def check_placeholder_value(value: str) -> str:
     """What the endpoint script accepts for a placeholder (Assert-PlaceholderValue), else ValueError."""
-    if not value or not _SAFE_PLACEHOLDER_VALUE.match(value) or value.endswith('\\'):
-        raise ValueError('unsafe placeholder value %r' % value)
+    if not isinstance(value, str) or not _SAFE_PLACEHOLDER_VALUE.fullmatch(value) or value.endswith('\\'):
+        raise ValueError('unsafe placeholder value %r' % (value,))
     return value
 
 
@@ -142,51 +158,117 @@ def windows_commands(server: str | None = None, curl_timeout: int = DEFAULT_TIME
     return commands
 
 
-def check_hostname(value: str, what: str) -> str:
-    """The value when it is a valid DNS host name, else ValueError naming the option."""
-    if not isinstance(value, str) or not _HOSTNAME.match(value):
-        raise ValueError('%s must be a DNS host name (letters, digits, hyphens and dots), got %r' % (what, value))
+def check_hostname(value: t.Any, what: str) -> str:
+    """The value when it is a valid DNS host name (whole value, RFC 1123), else ValueError naming the option."""
+    if not isinstance(value, str) or not _HOSTNAME.fullmatch(value):
+        raise ValueError('%s must be a DNS host name (letters, digits, hyphens and dots, at most 253 characters, '
+                         'nothing before or after it), got %r' % (what, _shorten(value)))
     return value.rstrip('.').lower()
+
+
+def check_path(value: t.Any, what: str) -> str:
+    """A controller path option (evidence_dir, dest): 1-4096 characters, no NUL or control character, no
+    white space at either end (a pasted newline or space is a mistake, not a folder name)."""
+    if not isinstance(value, str) or not _CONTROLLER_PATH.fullmatch(value) or value != value.strip():
+        raise ValueError('%s must be a path of 1 to 4096 characters without control characters (newline, NUL, ...) or '
+                         'white space at either end, got %r' % (what, _shorten(value)))
+    return value
+
+
+def check_bounded(value: t.Any, what: str, bounds: tuple[int, int]) -> int:
+    """An integer option inside its documented bounds (inclusive), else ValueError saying them."""
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError('%s must be a whole number of seconds from %d to %d, got %r' % (what, low, high, _shorten(value)))
+    return value
+
+
+def _shorten(value: t.Any) -> t.Any:
+    """A value for an error message: long strings cut (the message quotes it with repr, so control characters show)."""
+    return value[:80] + '...' if isinstance(value, str) and len(value) > 80 else value
 
 
 def update_server(args: dict[str, t.Any]) -> str:
     """The update server to probe: the user's choice, else the region's public TETRA host."""
-    if args.get('update_server'):
+    if args.get('update_server') is not None:
         return check_hostname(args['update_server'], 'update_server')
     return REGION_UPDATE_SERVERS[args.get('region') or 'nam']
 
 
 def timeouts(args: dict[str, t.Any]) -> dict[str, int]:
+    """The per-probe timeouts: defaults, overridden by the user's within TIMEOUT_BOUNDS."""
     chosen = {k: v for k, v in (args.get('timeouts') or {}).items() if v is not None}
     for name, value in chosen.items():
-        if value <= 0:
-            raise ValueError('timeouts.%s must be a positive number of seconds, got %r' % (name, value))
+        if name not in DEFAULT_TIMEOUTS:
+            raise ValueError('timeouts.%s is not a probe timeout (one of %s)' % (name, ', '.join(sorted(DEFAULT_TIMEOUTS))))
+        check_bounded(value, 'timeouts.%s' % name, TIMEOUT_BOUNDS)
     return dict(DEFAULT_TIMEOUTS, **chosen)
 
 
+def slowest_probe_s(chosen: dict[str, int]) -> tuple[int, str]:
+    """(seconds, what) of the longest single network probe the script may wait for (docs/evidence.md)."""
+    candidates = [
+        (chosen['connect'] + chosen['tls'], 'TLS: connect %d s + handshake %d s' % (chosen['connect'], chosen['tls'])),
+        (chosen['curl'] + 2, 'curl.exe: %d s + 2 s' % chosen['curl']),
+        (chosen['dns'], 'DNS: %d s' % chosen['dns']),
+        (chosen['http'], 'HTTP: %d s' % chosen['http']),
+        (chosen['proxy'], 'proxy: %d s' % chosen['proxy']),
+    ]
+    return max(candidates, key=lambda item: item[0])
+
+
+def deadline(args: dict[str, t.Any], sections: t.Sequence[str], chosen: dict[str, int]) -> int:
+    """The call's budget: ``deadline`` within DEADLINE_BOUNDS and, when network probes run, long enough for the
+    slowest of them (a shorter one would report a healthy host's probes as timed out)."""
+    value = args.get('deadline')
+    if value is None:
+        value = 40
+    check_bounded(value, 'deadline', DEADLINE_BOUNDS)
+    if any(s in NETWORK_SECTIONS for s in sections):
+        slowest, what = slowest_probe_s(chosen)
+        if value < slowest + SCRIPT_OVERHEAD_S:
+            needed = slowest + SCRIPT_OVERHEAD_S
+            raise ValueError('deadline (%d s) must be at least %d s with these timeouts: the slowest probe (%s) needs %d s, plus %d s '
+                             'for the script itself. Raise deadline or lower timeouts.' % (value, needed, what, slowest, SCRIPT_OVERHEAD_S))
+    return value
+
+
 def proxy(args: dict[str, t.Any]) -> dict[str, t.Any] | None:
-    if not args.get('proxy_server'):
+    if args.get('proxy_server') is None:
         return None
-    port = args.get('proxy_port') or 80
-    if not 0 < port < 65536:
-        raise ValueError('proxy_port must be between 1 and 65535, got %r' % port)
+    port = args.get('proxy_port')
+    port = 80 if port is None else port
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError('proxy_port must be between 1 and 65535, got %r' % (port,))
     return {'server': check_hostname(args['proxy_server'], 'proxy_server'), 'port': port}
 
 
+def revocation_hosts(args: dict[str, t.Any]) -> list[str]:
+    hosts = args.get('revocation_hosts')
+    if hosts is None:
+        return list(REVOCATION_HOSTS)
+    if not isinstance(hosts, (list, tuple)) or not 1 <= len(hosts) <= MAX_REVOCATION_HOSTS:
+        raise ValueError('revocation_hosts must be a list of 1 to %d host names, got %r' % (MAX_REVOCATION_HOSTS, _shorten(hosts)))
+    return [check_hostname(h, 'revocation_hosts') for h in hosts]
+
+
 def build_request(action: str, sections: t.Iterable[str], args: dict[str, t.Any]) -> dict[str, t.Any]:
-    """The request document for one call (docs/evidence.md)."""
+    """The request document for one call (docs/evidence.md); ValueError naming the option for any bad input."""
     sections = list(sections)
+    if args.get('evidence_dir') is not None:
+        check_path(args['evidence_dir'], 'evidence_dir')
+    chosen = timeouts(args)
     request: dict[str, t.Any] = {
         'action': action,
         'sections': sections,
-        'deadline_s': args.get('deadline') or 40,
-        'timeouts': timeouts(args),
+        'deadline_s': deadline(args, sections, chosen),
+        'timeouts': chosen,
         'context': args.get('context') or 'user',
         'concurrent': args.get('concurrent', True),
     }
     if any(s in NETWORK_SECTIONS for s in sections):
         server = update_server(args)
-        revocation = [check_hostname(h, 'revocation_hosts') for h in (args.get('revocation_hosts') or REVOCATION_HOSTS)]
+        revocation = revocation_hosts(args)
         request.update({
             'update_server': server,
             'dns_names': [server] + revocation,

@@ -8,6 +8,13 @@ Durations follow the endpoint script: local sections one after another, network 
 still running then are reported with their identity and `"timed_out": true`, probes still queued
 with `"not_run": true` (the script's Receive-Probe). With `context: system` the LocalSystem task's
 record is `system_task`; a task that cannot finish in time leaves every network probe `not_run`.
+
+Support steps also emulate the endpoint-side safety net (docs/evidence.md): `support_start` registers a
+one-shot task that, `delay_s` lab seconds later (scaled by the lab's time scale, like every other lab
+delay), stops debug logging and the capture on its own, whether or not any client is still there; a
+normal `support_finish` removes it. EndpointState has no field for it, so the tasks live beside the
+state (`safety_nets(state)`), fired by a timer thread (the Task Scheduler) and, to be exact whatever the
+thread scheduling, by `settle_safety_nets` at the start of every document.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import io
 import json
 import random
 import re
+import threading
+import time
 import typing as t
 import zipfile
 
@@ -42,6 +51,62 @@ OEM_ENCODINGS = {'en-US': 'ibm437', 'fr-FR': 'ibm850', 'de-DE': 'ibm850'}
 TASK_NEVER_RAN = 267011
 TASK_RUNNING = 267009
 PROXY_STATUS = {200: 'Connection established', 407: 'Proxy Authentication Required', 403: 'Forbidden', 502: 'Bad Gateway'}
+SAFETY_NET_TASK = re.compile(r'secure_endpoint\.tetra support [0-9A-Za-z-]{1,64}')
+STOP_COMMANDS = ('pktmon_stop', 'netsh_trace_stop', 'sfc_log_stop')
+
+
+# ---- the safety net's emulation (kept beside EndpointState, which has no field for it) ----
+
+@dataclasses.dataclass
+class SafetyNet:
+    """One registered safety-net task on a lab endpoint. Times are epoch seconds (wall clock)."""
+
+    task: str
+    armed_at: float
+    fires_at: float
+    delay_s: int
+    stop: list[str]
+    fired_at: float | None = None
+    removed_at: float | None = None
+    timer: threading.Timer | None = None
+
+    @property
+    def registered(self) -> bool:
+        return self.removed_at is None
+
+
+def safety_nets(state: EndpointState) -> dict[str, SafetyNet]:
+    """The safety-net tasks registered on an endpoint (task name -> SafetyNet), for the lab and its tests."""
+    with state.lock:
+        return state.__dict__.setdefault('tetra_safety_nets', {})
+
+
+def fire_safety_net(state: EndpointState, net: SafetyNet, now: float | None = None) -> bool:
+    """The task runs its stop commands (LocalSystem, no client involved): True when it fired now."""
+    with state.lock:
+        if net.fired_at is not None or net.removed_at is not None:
+            return False
+        net.fired_at = time.time() if now is None else now
+        if 'sfc_log_stop' in net.stop:
+            state.debug_logging = False
+        if 'pktmon_stop' in net.stop or 'netsh_trace_stop' in net.stop:
+            state.capture_running = False
+        return True
+
+
+def settle_safety_nets(state: EndpointState, now: float | None = None) -> list[str]:
+    """Fire every safety net that is due (the timer normally did already); the names of those fired now."""
+    now = time.time() if now is None else now
+    with state.lock:
+        due = [net for net in safety_nets(state).values() if net.fires_at <= now]
+    return [net.task for net in due if fire_safety_net(state, net, now)]
+
+
+def endpoint_clean(state: EndpointState) -> bool:
+    """Debug logging off, no capture running, no safety net waiting to fire."""
+    with state.lock:
+        waiting = [n for n in safety_nets(state).values() if n.registered and n.fired_at is None]
+        return not state.debug_logging and not state.capture_running and not waiting
 
 
 @dataclasses.dataclass
@@ -76,8 +141,14 @@ def default_commands(request: dict[str, t.Any]) -> dict[str, t.Any]:
         return commands
     server = str(request.get('update_server') or 'tetra-defs.amp.cisco.com')
     curl = int((request.get('timeouts') or {}).get('curl', 12))
-    return {'curl': {'arguments': '-v --max-time %d https://%s/' % (curl, server), 'encoding': 'utf-8'},
-            'sfc_forceupdate': {'arguments': '-forceupdate', 'encoding': 'oem'}}
+    size = int(request.get('capture_max_mb') or 256)
+    oem = {'sfc_forceupdate': '-forceupdate', 'sfc_log_start': '-l start', 'sfc_log_stop': '-l stop', 'pktmon_stop': 'stop',
+           'pktmon_start': 'start --capture --pkt-size 0 --file-name "{work_dir}\\capture.etl" --file-size %d' % size,
+           'netsh_trace_start': 'trace start capture=yes tracefile="{work_dir}\\capture.etl" maxsize=%d overwrite=yes' % size,
+           'netsh_trace_stop': 'trace stop', 'ipsupporttool': '-o "{work_dir}"'}
+    commands = {name: {'arguments': arguments, 'encoding': 'oem'} for name, arguments in oem.items()}
+    commands['curl'] = {'arguments': '-v --max-time %d https://%s/' % (curl, server), 'encoding': 'utf-8'}
+    return commands
 
 
 def error(kind: str, hresult: int, text: str, **extra: t.Any) -> dict[str, t.Any]:
@@ -111,6 +182,7 @@ class EvidenceBuilder:
         doc: dict[str, t.Any] = {'format': 1, 'action': action, 'started': _iso(self.now), 'context': 'user',
                                  'host': self.host()}
         forceupdate_at = None
+        settle_safety_nets(self.state, self.now)
         self.spend(35)
         if action == 'read_file':
             self.read_file(doc)
@@ -219,8 +291,16 @@ class EvidenceBuilder:
             return None
         if self.request['action'] == 'support_start':
             support['rolled_back'] = None
+            # The safety net first: the script starts nothing unless its end is armed.
+            support['safety_net'] = self.register_safety_net(folder)
+            if not support['safety_net']['registered']:
+                support['refused'] = 'safety_net_failed'
+                doc['support'] = support
+                return None
             support['debug_logging'] = self.captured(folder + '\\sfc.exe', self.latency('files_ms') * 30)
             support['capture'] = self.start_capture(tool, work_dir)
+            if tool in ('pktmon', 'netsh'):
+                support['capture'].update(max_mb=int(self.request.get('capture_max_mb') or 0), stop_by=support['safety_net']['fires_at'])
             support['forceupdate'] = self.forceupdate()
             self.state.debug_logging = True
             doc['support'] = support
@@ -232,10 +312,86 @@ class EvidenceBuilder:
         support['debug_logging'] = self.captured(folder + '\\sfc.exe', 280)
         self.state.debug_logging = False
         self.state.capture_running = False
+        support['safety_net'] = self.remove_safety_net()
         support['files'] = [{'path': path, 'size': len(data), 'sha256': hashlib.sha256(data).hexdigest().upper()}
                             for path, data in bundle.items()]
         doc['support'] = support
         return None
+
+    def safety_net_plan(self) -> tuple[dict[str, t.Any] | None, dict[str, t.Any] | None]:
+        """(plan, None) as Get-SafetyNetPlan reads the request (defaults when it has none), or (None, error)."""
+        net = self.request.get('safety_net')
+        tool = str(self.request.get('capture') or 'none')
+        if isinstance(net, dict):
+            plan = {'task': str(net.get('task')), 'delay_s': net.get('delay_s'), 'time_limit_s': net.get('time_limit_s'),
+                    'stop': [str(s) for s in net.get('stop') or []]}
+        else:
+            leaf = str(self.request.get('work_dir') or '').rsplit('\\', 1)[-1]
+            suffix = re.sub(r'[^0-9A-Za-z-]', '-', re.sub(r'(?i)^tetra-support-', '', leaf))[:64] or 'run'
+            plan = {'task': 'secure_endpoint.tetra support ' + suffix, 'delay_s': 3600 + 2 * int(self.request.get('deadline_s') or 40),
+                    'time_limit_s': 600, 'stop': ({'pktmon': ['pktmon_stop'], 'netsh': ['netsh_trace_stop']}.get(tool, []) + ['sfc_log_stop'])}
+        problem = None
+        if not SAFETY_NET_TASK.fullmatch(plan['task']):
+            problem = 'unsafe safety-net task name: %s' % plan['task']
+        elif not isinstance(plan['delay_s'], int) or not 60 <= plan['delay_s'] <= 172800:
+            problem = 'safety-net delay out of bounds: %s' % plan['delay_s']
+        elif not isinstance(plan['time_limit_s'], int) or not 60 <= plan['time_limit_s'] <= 3600:
+            problem = 'safety-net time limit out of bounds: %s' % plan['time_limit_s']
+        elif any(name not in STOP_COMMANDS for name in plan['stop']):
+            problem = 'not a stop command: %s' % [n for n in plan['stop'] if n not in STOP_COMMANDS][0]
+        elif any(name not in self.commands for name in plan['stop']):
+            problem = 'the request has no command line for %s' % [n for n in plan['stop'] if n not in self.commands][0]
+        if problem:
+            return None, error('System.ArgumentException', -2147024809, problem)
+        return plan, None
+
+    def register_safety_net(self, folder: str) -> dict[str, t.Any]:
+        """Register-SafetyNet: a one-shot task that stops what support_start starts, fired by a timer thread in lab time."""
+        record: dict[str, t.Any] = {'task': None, 'registered': False, 'armed_at': None, 'fires_at': None, 'delay_s': None, 'time_limit_s': None,
+                                    'actions': [], 'error': None}
+        plan, problem = self.safety_net_plan()
+        self.spend(350)  # New-ScheduledTask* and Register-ScheduledTask
+        if plan is None:
+            record['error'] = problem
+            return record
+        programs = {'pktmon_stop': 'C:\\Windows\\System32\\pktmon.exe', 'netsh_trace_stop': 'C:\\Windows\\System32\\netsh.exe',
+                    'sfc_log_stop': folder + '\\sfc.exe'}
+        record.update(task=plan['task'], delay_s=plan['delay_s'], time_limit_s=plan['time_limit_s'],
+                      actions=[{'command': name, 'path': programs[name], 'arguments': self.commands[name]['arguments']} for name in plan['stop']])
+        armed = self.now + self.elapsed_ms / 1000 * self.state.time_scale
+        net = SafetyNet(plan['task'], armed, armed + plan['delay_s'] * self.state.time_scale, plan['delay_s'], list(plan['stop']))
+        with self.state.lock:
+            nets = safety_nets(self.state)
+            old = nets.get(net.task)
+            if old is not None and old.timer is not None:
+                old.timer.cancel()  # Register-ScheduledTask -Force replaces a task of the same name
+            net.timer = threading.Timer(max(0.0, net.fires_at - time.time()), fire_safety_net, (self.state, net))
+            net.timer.daemon = True
+            nets[net.task] = net
+        net.timer.start()
+        record.update(registered=True, armed_at=_iso(armed), fires_at=_iso(net.fires_at))
+        return record
+
+    def remove_safety_net(self) -> dict[str, t.Any]:
+        """Remove-SafetyNet: whether the task existed and had fired; removed from now on."""
+        record: dict[str, t.Any] = {'task': None, 'existed': False, 'fired': False, 'state': None, 'last_result': None, 'removed': False,
+                                    'error': None}
+        plan, problem = self.safety_net_plan()
+        self.spend(120)
+        if plan is None:
+            record['error'] = problem
+            return record
+        record['task'] = plan['task']
+        with self.state.lock:
+            net = safety_nets(self.state).get(plan['task'])
+            if net is not None and net.registered:
+                if net.timer is not None:
+                    net.timer.cancel()
+                record.update(existed=True, fired=net.fired_at is not None, state='Ready',
+                              last_result=0 if net.fired_at is not None else TASK_NEVER_RAN)
+                net.removed_at = self.now
+        record['removed'] = True
+        return record
 
     def start_capture(self, tool: str, work_dir: str) -> dict[str, t.Any]:
         if tool not in ('pktmon', 'netsh'):

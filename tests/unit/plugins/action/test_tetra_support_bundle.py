@@ -37,7 +37,8 @@ def policy_xml(interval: int) -> str:
 class FakeEndpoint:
     """A connection whose endpoint keeps state: debug logging, capture, files in the work folder."""
 
-    def __init__(self, company='Cisco Systems, Inc.', interval=None, bundle_size=300_000, fail=None, corrupt=False):
+    def __init__(self, company='Cisco Systems, Inc.', interval=None, bundle_size=300_000, fail=None, corrupt=False, refuse_net=False,
+                 listed_extra=None):
         self.company = company
         self.interval = interval
         self.bundle = os.urandom(bundle_size)
@@ -49,6 +50,9 @@ class FakeEndpoint:
         self.capture_running = False
         self.files = {}
         self.resets = 0
+        self.tasks = {}
+        self.refuse_net = refuse_net
+        self.listed_extra = listed_extra
         self._shell = MagicMock()
 
     @property
@@ -83,9 +87,18 @@ class FakeEndpoint:
                           'policy_xml': policy}}
 
     def support_start(self, request):
+        net = request['safety_net']
+        if self.refuse_net:
+            return {'support': {'work_dir': request['work_dir'], 'refused': 'safety_net_failed', 'rolled_back': None,
+                                'safety_net': {'task': net['task'], 'registered': False, 'error': {
+                                    'type': 'Microsoft.Management.Infrastructure.CimException', 'hresult': -2146233088,
+                                    'message': 'Access is denied.'}}}}
+        self.tasks[net['task']] = net
         self.debug_logging = True
         self.capture_running = request['capture'] != 'none'
-        return {'support': {'work_dir': request['work_dir'], 'debug_logging': {'exit_code': 0},
+        return {'support': {'work_dir': request['work_dir'], 'refused': None,
+                            'safety_net': {'task': net['task'], 'registered': True, 'fires_at': '2026-09-21T11:00:00Z', 'error': None},
+                            'debug_logging': {'exit_code': 0},
                             'capture': {'tool': request['capture'], 'file': request['work_dir'] + '\\capture.etl', 'exit_code': 0},
                             'forceupdate': {'ran': True, 'exit_code': 0}}}
 
@@ -98,7 +111,11 @@ class FakeEndpoint:
         listed = [{'path': p, 'size': len(d), 'sha256': hashlib.sha256(d).hexdigest().upper()} for p, d in self.files.items()]
         if self.corrupt:
             listed[0]['sha256'] = '0' * 64
+        if self.listed_extra:
+            listed.append({'path': self.listed_extra, 'size': 1, 'sha256': '0' * 64})
+        existed = self.tasks.pop(request['safety_net']['task'], None) is not None
         return {'support': {'work_dir': work, 'bundle': {'exit_code': 0, 'timed_out': False},
+                            'safety_net': {'task': request['safety_net']['task'], 'existed': existed, 'fired': False, 'removed': True, 'error': None},
                             'capture': {'tool': request['capture'], 'exit_code': 0 if request['capture'] != 'none' else None},
                             'debug_logging': {'exit_code': 0}, 'files': listed}}
 
@@ -175,6 +192,10 @@ def test_full_run_brings_verified_files_and_a_manifest(tmp_path, clock):
     assert result['changed'] is True and result['manifest'] == str(folder / 'manifest.json')
     assert endpoint.actions[-1] == 'support_cleanup' and endpoint.requests[-1]['work_dir'] == start['work_dir']
     assert endpoint.files == {} and result['remote_removed'] is True and 'warnings' not in result
+    assert start['safety_net'] == {'task': 'secure_endpoint.tetra support ' + start['work_dir'].rsplit('tetra-support-', 1)[1],
+                                   'delay_s': 30 + 600 + 120, 'time_limit_s': 600, 'stop': ['pktmon_stop', 'sfc_log_stop']}
+    assert endpoint.requests[2]['safety_net'] == start['safety_net'] and endpoint.tasks == {}
+    assert result['cleanup']['safety_net_removed'] is True and result['safety_net']['task'] == start['safety_net']['task']
 
 
 def test_remote_folder_is_kept_when_asked(tmp_path):
@@ -271,3 +292,80 @@ def test_argument_spec_matches_the_documentation():
         assert options[name]['type'] == spec['type']
         assert options[name].get('default') == spec.get('default')
         assert options[name].get('choices') == spec.get('choices')
+
+
+# ---------------------------------------------------------------- safety net and hostile inputs
+
+def test_safety_net_stops_the_netsh_capture_then_debug_logging(tmp_path):
+    endpoint = FakeEndpoint()
+    run(endpoint, {'dest': str(tmp_path), 'capture': 'netsh', 'wait': 0, 'deadline': 60})
+    net = endpoint.requests[1]['safety_net']
+    assert net['stop'] == ['netsh_trace_stop', 'sfc_log_stop'] and net['delay_s'] == 60 + 120
+    assert set(net['stop']) <= set(endpoint.requests[1]['commands'])
+
+
+def test_without_a_safety_net_nothing_starts_and_nothing_waits(tmp_path, clock):
+    endpoint = FakeEndpoint(refuse_net=True)
+    result = run(endpoint, {'dest': str(tmp_path), 'capture': 'pktmon', 'wait': 600})
+    assert endpoint.actions == ['collect', 'support_start'] and clock.sleeps == []
+    assert result['refused'] == 'safety_net_failed' and result['changed'] is False and not result.get('failed')
+    assert 'safety-net scheduled task' in result['msg'] and 'Access is denied.' in result['msg']
+    assert endpoint.debug_logging is False and endpoint.capture_running is False
+
+
+def test_a_safety_net_left_behind_is_a_warning(tmp_path, monkeypatch):
+    endpoint = FakeEndpoint()
+    original = endpoint.support_finish
+
+    def finish(request):
+        answer = original(request)
+        answer['support']['safety_net'] = {'task': request['safety_net']['task'], 'existed': True, 'removed': False,
+                                           'error': {'type': 'System.UnauthorizedAccessException', 'hresult': -2147024891, 'message': 'denied'}}
+        return answer
+    monkeypatch.setattr(endpoint, 'support_finish', finish)
+    result = run(endpoint, {'dest': str(tmp_path), 'wait': 0})
+    assert result['cleanup']['safety_net_removed'] is False
+    assert any('safety-net task' in w and 'denied' in w for w in result['warnings'])
+
+
+def test_a_lost_finish_names_the_safety_net(tmp_path):
+    endpoint = FakeEndpoint(fail={'support_finish': AnsibleConnectionFailure('Connection refused')})
+    result = run(endpoint, {'dest': str(tmp_path), 'wait': 1})
+    assert 'safety-net task "secure_endpoint.tetra support ' in result['msg'] and '2026-09-21T11:00:00Z' in result['msg']
+
+
+def test_check_mode_shows_the_safety_net(tmp_path):
+    result = run(FakeEndpoint(), {'dest': str(tmp_path), 'capture': 'pktmon', 'wait': 60}, check_mode=True)
+    assert result['safety_net']['delay_s'] == 60 + 600 + 120 and 'safety net' in result['msg']
+
+
+@pytest.mark.parametrize('listed', ['C:\\Windows\\System32\\config\\SAM', 'C:\\Windows\\Temp\\tetra-support-other\\x.zip',
+                                    '{work}\\..\\..\\x', '{work}\\sub\\x.zip', '{work}\\x.zip\n', '{work}\\a\x00b'])
+def test_a_listed_file_outside_the_work_folder_is_refused(tmp_path, listed):
+    endpoint = FakeEndpoint()
+    original = endpoint.support_finish
+
+    def finish(request):
+        endpoint.listed_extra = listed.replace('{work}', request['work_dir'])
+        return original(request)
+    endpoint.support_finish = finish
+    with pytest.raises(AnsibleActionFail, match='outside its work folder'):
+        run(endpoint, {'dest': str(tmp_path), 'wait': 0})
+    assert 'read_file' not in endpoint.actions
+
+
+@pytest.mark.parametrize('args, text', [
+    ({'dest': 'x\n'}, 'dest must be a path'), ({'dest': 'a\x00b'}, 'dest must be a path'), ({'dest': ' /tmp/x'}, 'dest must be a path'),
+    ({'dest': 'x' * 5000}, 'dest must be a path'),
+    ({'capture_max_mb': 0}, 'capture_max_mb must be from 1 to 4096'), ({'capture_max_mb': -5}, 'capture_max_mb'),
+    ({'capture_max_mb': 10 ** 9}, 'capture_max_mb'),
+    ({'wait': -1}, 'wait must be from 0 to 86400'), ({'wait': 10 ** 9}, 'wait'), ({'max_wait': -1}, 'max_wait'),
+    ({'max_wait': 86401}, 'max_wait'), ({'deadline': 0}, 'deadline must be from 60 to 3600'), ({'deadline': -60}, 'deadline'),
+    ({'deadline': 59}, 'deadline'), ({'deadline': 3601}, 'deadline'), ({'chunk_size': 0}, 'chunk_size'), ({'chunk_size': 2 ** 40}, 'chunk_size'),
+])
+def test_hostile_arguments_fail_clearly_before_any_call(tmp_path, args, text):
+    endpoint = FakeEndpoint()
+    args = dict({'dest': str(tmp_path)}, **args)
+    with pytest.raises(AnsibleActionFail, match=re.escape(text)):
+        run(endpoint, args)
+    assert endpoint.requests == []

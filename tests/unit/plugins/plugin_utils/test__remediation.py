@@ -139,3 +139,64 @@ def test_support_command_lines_split_into_the_intended_argv(work_dir):
         'netsh_trace_start': ['trace', 'start', 'capture=yes', 'tracefile=%s\\capture.etl' % work_dir, 'maxsize=128', 'overwrite=yes'],
         'netsh_trace_stop': ['trace', 'stop'], 'ipsupporttool': ['-o', work_dir],
     }
+
+
+# ---------------------------------------------------------------- the endpoint-side safety net
+
+WORK = 'C:\\Windows\\Temp\\tetra-support-20261128T023000Z-1a2b3c4d'
+
+
+@pytest.mark.parametrize('capture, stop', [('pktmon', ['pktmon_stop', 'sfc_log_stop']), ('netsh', ['netsh_trace_stop', 'sfc_log_stop']),
+                                           ('none', ['sfc_log_stop'])])
+def test_safety_net_is_data_naming_request_commands(capture, stop):
+    net = rem.safety_net(WORK, 900, 600, capture)
+    assert net == {'task': 'secure_endpoint.tetra support 20261128T023000Z-1a2b3c4d', 'delay_s': 900 + 600 + rem.SAFETY_NET_SLACK_S,
+                   'time_limit_s': rem.SAFETY_NET_TIME_LIMIT_S, 'stop': stop}
+    commands = rem.windows_commands()
+    assert all(name in commands for name in net['stop'])
+
+
+def test_safety_net_delay_bounds():
+    assert rem.safety_net_delay(0, 0) == 120
+    assert rem.safety_net_delay(0, 60) == 180
+    assert rem.safety_net_delay(86400, 3600) == 86400 + 3600 + 120
+    assert rem.safety_net_delay(10 ** 9, 3600) == rem.SAFETY_NET_DELAY_BOUNDS[1]
+
+
+@pytest.mark.parametrize('work_dir, task', [
+    (WORK, 'secure_endpoint.tetra support 20261128T023000Z-1a2b3c4d'),
+    ('C:\\Windows\\Temp\\tetra-support-t1', 'secure_endpoint.tetra support t1'),
+    ('C:\\Windows\\Temp\\tetra-support-a b (1)', 'secure_endpoint.tetra support a-b--1-'),
+    ('C:\\Windows\\Temp\\tetra-support-', 'secure_endpoint.tetra support run'),
+    ('C:\\Windows\\Temp\\tetra-support-' + 'x' * 100, 'secure_endpoint.tetra support ' + 'x' * 64),
+])
+def test_safety_net_task_name_is_the_one_the_script_derives(work_dir, task):
+    assert rem.safety_net_task(work_dir) == task
+
+
+@pytest.mark.parametrize('name', ['secure_endpoint.tetra support x\n', 'secure_endpoint.tetra support \\x', 'secure_endpoint.tetra support *',
+                                  'other task', 'secure_endpoint.tetra support ' + 'x' * 65, 'secure_endpoint.tetra support ', None])
+def test_unsafe_task_names_are_refused(name):
+    with pytest.raises(ValueError):
+        rem.check_safety_net_task(name)
+
+
+def test_work_dir_is_checked_whole():
+    assert rem.check_work_dir(rem.new_work_dir()).startswith('C:\\Windows\\Temp\\tetra-support-')
+    for bad in (WORK + '\n', WORK + '\\..', 'D' + WORK[1:], WORK[:-1]):
+        with pytest.raises(ValueError):
+            rem.check_work_dir(bad)
+
+
+@pytest.mark.parametrize('path, ok', [
+    (WORK + '\\CiscoAMP_Support_Tool_2026_11_28.zip', True), (WORK + '\\capture.etl', True), (WORK.upper() + '\\capture.etl', True),
+    (WORK + '\\sub\\x.zip', False), (WORK + '\\..\\x', False), (WORK + '\\..', False), (WORK + '\\.', False), (WORK + '\\x.zip.', False),
+    (WORK + '\\x.zip\n', False), (WORK + '\\a\x00b', False), (WORK + '\\', False),
+    ('C:\\Windows\\System32\\config\\SAM', False), (WORK + 'x\\y.zip', False), (None, False), (WORK + '\\' + 'x' * 256, False),
+])
+def test_listed_support_files_must_be_plain_names_in_the_work_folder(path, ok):
+    if ok:
+        assert rem.check_support_file(path, WORK) == path
+    else:
+        with pytest.raises(ValueError):
+            rem.check_support_file(path, WORK)

@@ -119,3 +119,95 @@ def test_build_request_carries_the_command_lines() -> None:
     assert set(request['commands']) == set(req.windows_commands('x.example')) and json.dumps(request)
     support = req.build_request('support_start', [], {'capture_max_mb': 64})
     assert 'curl' not in support['commands'] and 'maxsize=64' in support['commands']['netsh_trace_start']['arguments']
+
+
+# ---------------------------------------------------------------- hostile inputs (full match, bounds)
+
+HOSTILE_HOSTS = ['tetra-defs.amp.cisco.com\n', 'tetra-defs.amp.cisco.com\r\n', '\ntetra-defs.amp.cisco.com', 'tetra\x00defs.example',
+                 'tetra defs.example', ' tetra-defs.amp.cisco.com', 'tetra-defs.amp.cisco.com ', '', '-lead.example', 'trail-.example',
+                 'a..b', 'a' * 64 + '.example', '.'.join(['abcdefghij'] * 26), 'evil.example/ -o C:\\x', 'h\u00e9.example', 'x.example:443',
+                 'http://x.example', 5]
+
+
+@pytest.mark.parametrize('value', HOSTILE_HOSTS)
+@pytest.mark.parametrize('option', ['update_server', 'proxy_server'])
+def test_hostile_host_names_are_refused_naming_the_option(value, option):
+    args = {option: value, 'proxy_port': 8080}
+    with pytest.raises(ValueError, match='%s must be a DNS host name' % option):
+        req.build_request('collect', ['dns', 'proxy'], args)
+
+
+@pytest.mark.parametrize('value', HOSTILE_HOSTS[:12])
+def test_hostile_revocation_hosts_are_refused(value):
+    with pytest.raises(ValueError, match='revocation_hosts'):
+        req.build_request('collect', ['http'], {'revocation_hosts': ['validation.identrust.com', value]})
+
+
+def test_revocation_hosts_count_is_bounded():
+    with pytest.raises(ValueError, match='1 to 16 host names'):
+        req.build_request('collect', ['http'], {'revocation_hosts': ['h%d.example' % i for i in range(17)]})
+    with pytest.raises(ValueError, match='1 to 16 host names'):
+        req.build_request('collect', ['http'], {'revocation_hosts': []})
+
+
+@pytest.mark.parametrize('value', ['tetra-defs.amp.cisco.com', 'TETRA-DEFS.AMP.CISCO.COM.', 'a.b', 'x' * 63 + '.example', 'localhost'])
+def test_valid_host_names_pass_and_are_normalised(value):
+    assert req.check_hostname(value, 'update_server') == value.rstrip('.').lower()
+
+
+@pytest.mark.parametrize('value', ['/tmp/x\n', '/tmp/a\x00b', '/tmp/\x1b[31m', ' /tmp/x', '/tmp/x ', '', 'x' * 4097, 5])
+def test_hostile_evidence_dir_is_refused(value):
+    with pytest.raises(ValueError, match='evidence_dir must be a path'):
+        req.build_request('collect', ['install'], {'evidence_dir': value})
+
+
+def test_a_plain_evidence_dir_with_spaces_inside_passes():
+    assert req.check_path('/var/tmp/tetra evidence/run 1', 'evidence_dir') == '/var/tmp/tetra evidence/run 1'
+
+
+@pytest.mark.parametrize('value', [0, -1, 9, 3601, 10 ** 9, True, '40', 40.5])
+def test_deadline_bounds(value):
+    with pytest.raises(ValueError, match='deadline must be a whole number of seconds from 10 to 3600'):
+        req.build_request('collect', ['install'], {'deadline': value})
+
+
+def test_deadline_inside_bounds_and_default():
+    assert req.build_request('collect', ['install'], {'deadline': 10})['deadline_s'] == 10
+    assert req.build_request('collect', ['install'], {'deadline': 3600})['deadline_s'] == 3600
+    assert req.build_request('collect', ['install'], {})['deadline_s'] == 40
+
+
+def test_deadline_must_cover_the_slowest_probe():
+    # deadline=12 with default timeouts: the TLS probe alone may take 5 + 10 s.
+    with pytest.raises(ValueError, match=r'deadline \(12 s\) must be at least 20 s with these timeouts: the slowest probe \(TLS: connect 5 s'):
+        req.build_request('collect', ['dns', 'tls'], {'deadline': 12})
+    with pytest.raises(ValueError, match=r'curl.exe: 100 s \+ 2 s'):
+        req.build_request('collect', ['curl'], {'deadline': 60, 'timeouts': {'curl': 100}})
+    assert req.build_request('collect', ['dns', 'tls'], {'deadline': 20})['deadline_s'] == 20
+    # Without network probes only the general bounds apply.
+    assert req.build_request('collect', ['install', 'files'], {'deadline': 12})['deadline_s'] == 12
+
+
+@pytest.mark.parametrize('name', sorted(req.DEFAULT_TIMEOUTS))
+@pytest.mark.parametrize('value', [0, -5, 301, 10 ** 12, True, '5'])
+def test_timeout_bounds(name, value):
+    with pytest.raises(ValueError, match=r'timeouts\.%s must be a whole number of seconds from 1 to 300' % name):
+        req.build_request('collect', ['install'], {'timeouts': {name: value}})
+
+
+def test_timeouts_inside_bounds():
+    chosen = req.build_request('collect', ['install'], {'timeouts': {'dns': 1, 'tls': 300}, 'deadline': 3600})['timeouts']
+    assert chosen['dns'] == 1 and chosen['tls'] == 300 and chosen['curl'] == req.DEFAULT_TIMEOUTS['curl']
+
+
+@pytest.mark.parametrize('port', [0, -1, 65536, 10 ** 9, True])
+def test_proxy_port_bounds(port):
+    with pytest.raises(ValueError, match='proxy_port must be between 1 and 65535'):
+        req.build_request('collect', ['proxy'], {'proxy_server': 'proxy.example', 'proxy_port': port})
+
+
+@pytest.mark.parametrize('value', ['C:\\x\n', 'C:\\x\r\n', 'C:\\x\x00', 'C:\\x\ny'])
+def test_placeholder_values_with_a_trailing_newline_are_refused(value):
+    # The check is a full match: `^...$` would have accepted "C:\x\n".
+    with pytest.raises(ValueError):
+        req.check_placeholder_value(value)
