@@ -21,6 +21,7 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (b'\xfe\xff', 'utf-16-be'),
 )
 
+
 def _nul_pattern(data: bytes) -> str | None:
     """UTF-16 without BOM: ASCII text shows NUL in every second byte."""
     sample = data[:512]

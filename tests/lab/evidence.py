@@ -516,7 +516,8 @@ class EvidenceBuilder:
         self.spend(self.latency('system_ms'))
         host = self.scenario['host']
         return {'winhttp_proxy': texts.netsh_winhttp(self.culture, self.scenario['network']['winhttp_proxy']),
-                'winhttp_proxy_encoding': self.oem, 'curl_path': 'C:\\Windows\\System32\\curl.exe', 'dns_servers': list(host['dns_servers']), 'pac_url': host['pac_url']}
+                'winhttp_proxy_encoding': self.oem, 'curl_path': 'C:\\Windows\\System32\\curl.exe',
+                'dns_servers': list(host['dns_servers']), 'pac_url': host['pac_url']}
 
     # ---- network probes ----
 
