@@ -91,7 +91,7 @@ def quote_windows_argument(value: str, force: bool = False) -> str:
 
     Microsoft's rules ("Parsing C++ command-line arguments"): 2n backslashes before a quote give n
     backslashes and the quote delimits; 2n+1 give n backslashes and a literal quote; other backslashes
-    are literal. Mirrors ``tests/lab/windows.quote_argument``; ``force`` quotes even a plain word (used
+    are literal. Tests read it back with the lab's ``command_line_to_argv``; ``force`` quotes even a plain word (used
     for arguments holding a placeholder).
     """
     value = str(value)
