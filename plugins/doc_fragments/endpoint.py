@@ -20,6 +20,14 @@ options:
         smaller value is rejected with a message naming the probe.
     type: int
     default: 40
+  max_answer_mb:
+    description:
+      - The most the controller accepts from the endpoint in one answer, in MB (a real evidence document is tens of kB).
+      - A larger answer is never decoded, parsed or stored; it is a failure quoting its start (with
+        M(secure_endpoint.tetra.tetra_diagnose) the verdict C(evidence_invalid)).
+      - From 1 to 256.
+    type: int
+    default: 16
   evidence_dir:
     description:
       - A folder on the controller where the raw evidence document of each host is written as

@@ -21,10 +21,10 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import EvidenceCall, RemoteError
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import MAX_OUTPUT_BYTES, EvidenceCall, RemoteError
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import REDACTED, redact, redact_text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import write_file_atomic
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request, max_answer_bytes
 
 # redact() is the collection's one redaction (defined in _text.py, used by the endpoint call, which
 # quotes endpoint output in its messages): XML elements, attributes and JSON forms, any case, cut text.
@@ -54,6 +54,8 @@ class TetraActionBase(ActionBase):
     SECTIONS: tuple[str, ...] = ()
 
     calls = 0
+    # The size cap on each endpoint answer (max_answer_mb when the module has it).
+    max_bytes = MAX_OUTPUT_BYTES
     TRANSFERS_FILES = False
     _requires_connection = True
     _supports_check_mode = True
@@ -66,6 +68,8 @@ class TetraActionBase(ActionBase):
         args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC, mutually_exclusive=self.MUTUALLY_EXCLUSIVE)[1]
         result['changed'] = False
         try:
+            if 'max_answer_mb' in self.ARGUMENT_SPEC:
+                self.max_bytes = max_answer_bytes(args)
             result.update(self.run_action(args, task_vars))
         except ValueError as exc:
             raise AnsibleActionFail(to_text(exc)) from None
@@ -89,7 +93,7 @@ class TetraActionBase(ActionBase):
         return build_request(self.ACTION, self.SECTIONS, args)
 
     def call_endpoint(self, request: dict[str, t.Any]) -> tuple[dict[str, t.Any], EvidenceCall]:
-        call = EvidenceCall(self._connection, request)
+        call = EvidenceCall(self._connection, request, max_bytes=self.max_bytes)
         return call.run(), call
 
     def call(self, request: dict[str, t.Any]) -> dict[str, t.Any]:

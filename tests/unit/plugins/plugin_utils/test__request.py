@@ -177,6 +177,18 @@ def test_deadline_inside_bounds_and_default():
     assert req.build_request('collect', ['install'], {})['deadline_s'] == 40
 
 
+@pytest.mark.parametrize('value', [0, -1, 257, True, '16', 1.5])
+def test_max_answer_mb_bounds(value):
+    with pytest.raises(ValueError, match='max_answer_mb must be a whole number of MB from 1 to 256'):
+        req.max_answer_bytes({'max_answer_mb': value})
+
+
+def test_max_answer_mb_inside_bounds_and_default():
+    assert req.max_answer_bytes({}) == req.max_answer_bytes({'max_answer_mb': None}) == 16 * 2 ** 20
+    assert (req.max_answer_bytes({'max_answer_mb': 1}), req.max_answer_bytes({'max_answer_mb': 256})) == (2 ** 20, 256 * 2 ** 20)
+    assert 'max_answer_mb' not in req.build_request('collect', ['install'], {'max_answer_mb': 1})  # a controller setting only
+
+
 def test_deadline_must_cover_the_slowest_probe():
     # deadline=12 with default timeouts: the TLS probe alone may take 5 + 10 s.
     with pytest.raises(ValueError, match=r'deadline \(12 s\) must be at least 20 s with these timeouts: the slowest probe \(TLS: connect 5 s'):
