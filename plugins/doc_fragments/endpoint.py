@@ -32,6 +32,9 @@ options:
     description:
       - A folder on the controller where the raw evidence document of each host is written as
         C(<inventory_hostname>.json), for offline replay with C(playbooks/analyze.yml).
+      - A host name that is not a safe file name as it is (characters other than letters, digits, C(_), C(.), C(-))
+        is cleaned and given a short hash of the real name (C(ep_7-1a2b3c4d.json) for C(ep/7)), so two hosts never
+        share a file; the file records the real name, which C(playbooks/analyze.yml) replays it under.
       - Password elements of C(policy.xml) are replaced by C(REDACTED) before writing.
       - At most 4096 characters, no control characters (newline, NUL) and no white space at either end.
     type: path

@@ -11,6 +11,7 @@ it, and turns every kind of failure into a clear task result.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -28,17 +29,27 @@ from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request imp
 
 # redact() is the collection's one redaction (defined in _text.py, used by the endpoint call, which
 # quotes endpoint output in its messages): XML elements, attributes and JSON forms, any case, cut text.
-__all__ = ['REDACTED', 'TetraActionBase', 'redact', 'redact_text', 'save_evidence', 'utc_now']
+__all__ = ['REDACTED', 'TetraActionBase', 'evidence_file_name', 'redact', 'redact_text', 'save_evidence', 'utc_now']
 
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+def evidence_file_name(host: str) -> str:
+    """The file name of a host's saved evidence: the inventory name when it is a safe file name as it is,
+    else the cleaned name plus a short stable hash of the real name, so two hosts whose cleaned names collide
+    (``ep/7`` and ``ep_7``, ``ep/7`` and ``ep:7``) never share a file. analyze.yml names the replay host from
+    the record's ``host``, not from the file name."""
+    name = re.sub(r'[^A-Za-z0-9_.-]', '_', host).strip('.') or 'endpoint'
+    if name != host:
+        name = '%s-%s' % (name, hashlib.sha256(host.encode('utf-8', 'surrogatepass')).hexdigest()[:8])
+    return name + '.json'
+
+
 def save_evidence(folder: str, host: str, request: dict[str, t.Any], document: dict[str, t.Any], **extra: t.Any) -> str:
     """Write one host's evidence where analyze.yml can replay it; returns the file path."""
-    name = re.sub(r'[^A-Za-z0-9_.-]', '_', host).strip('.') or 'endpoint'
-    path = os.path.join(folder, '%s.json' % name)
+    path = os.path.join(folder, evidence_file_name(host))
     record = redact(dict(extra, format=1, host=host, saved_at=utc_now(), request=request, evidence=document))
     # Lone surrogates from a hostile endpoint cannot be written as UTF-8: JSON escapes them (ensure_ascii).
     write_file_atomic(path, json.dumps(record, indent=1, sort_keys=True, default=str) + '\n')
