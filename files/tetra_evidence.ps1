@@ -28,6 +28,12 @@ $SharingViolations = @(-2147024864, -2147024863)
 # Task Scheduler: SCHED_S_TASK_HAS_NOT_RUN, SCHED_S_TASK_RUNNING (W13).
 $TaskNeverRan = 267011
 $TaskRunning = 267009
+# The evidence never needs a password (W32): Read-TextFile drops from local.xml/policy.xml, before anything
+# is printed, every element whose name contains password/passwd/pwd (any case, with or without a namespace
+# prefix; with its content, or self-closing) and every such attribute with a quoted value (xmlns:pwd="..."
+# namespace declarations stay). The lab drops them the same way (tests/lab/evidence.py, same patterns).
+$SecretElementPattern = '(?is)<((?:[\w.-]+:)?[\w.-]*(?:password|passwd|pwd)[\w.-]*)(?:\s[^<>]*?)?(?:/>|>.*?</\1\s*>)'
+$SecretAttributePattern = '(?i)\s+(?!xmlns:)(?:[\w.-]+:)?[\w.-]*(?:password|passwd|pwd)[\w.-]*\s*=\s*(?:"[^"]*"|''[^'']*'')'
 
 function ConvertTo-ErrorInfo {
     param($Failure)
@@ -231,7 +237,9 @@ function Read-TextFile {
     if (-not $Path) { return $file }
     try {
         $read = Read-SharedText $Path
-        $file.text = $read.text
+        # Proxy password elements and attributes are dropped here, never printed (W32).
+        $text = [regex]::Replace($read.text, $SecretElementPattern, '')
+        $file.text = [regex]::Replace($text, $SecretAttributePattern, '')
         $file.attempts = $read.attempts
         $file.readable = $true
     } catch {

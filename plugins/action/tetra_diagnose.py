@@ -81,7 +81,7 @@ class ActionModule(TetraActionBase):
             record = load_saved_evidence(args['evidence_file'])
             invalid = (record['evidence'] or {}).get('invalid_output') if isinstance(record['evidence'], dict) else None
             if invalid:
-                return {'verdict': invalid_evidence_verdict(self.host_name(task_vars), invalid.get('msg', 'invalid output')), 'details': invalid}
+                return self.invalid_result(task_vars, invalid, default_msg='invalid output')
             freshness = self.freshness(args) if args.get('latest_version') is not None else record.get('freshness') or self.freshness(args)
             return self.verdict_result(task_vars, record['evidence'], freshness, {'replayed_from': args['evidence_file']})
         request = self.build_request(args)
@@ -92,7 +92,7 @@ class ActionModule(TetraActionBase):
                 raise
             # The endpoint answered, but not with evidence: that is a verdict, not a task failure (and is kept for replay).
             self.store(args, task_vars, request, {'invalid_output': exc.result})
-            return {'verdict': invalid_evidence_verdict(self.host_name(task_vars), exc.result['msg']), 'details': exc.result}
+            return self.invalid_result(task_vars, exc.result)
         timings = {'endpoint_ms': document.get('duration_ms'), 'round_trip_ms': call.round_trip_ms, 'attempts': call.attempts}
         extra: dict[str, t.Any] = {'timings': timings}
         freshness = self.freshness(args)
@@ -100,6 +100,15 @@ class ActionModule(TetraActionBase):
         if evidence_path:
             extra['evidence_path'] = evidence_path
         return self.verdict_result(task_vars, document, freshness, extra)
+
+    def invalid_result(self, task_vars: dict[str, t.Any], details: dict[str, t.Any], default_msg: str = '') -> dict[str, t.Any]:
+        """The evidence_invalid verdict for output that is not evidence, with the call's timings (the report shows them)."""
+        verdict = invalid_evidence_verdict(self.host_name(task_vars), details.get('msg', default_msg))
+        result: dict[str, t.Any] = {'verdict': verdict, 'details': details}
+        if isinstance(details.get('timings'), dict):
+            verdict['timings'] = dict(details['timings'])
+            result['timings'] = dict(details['timings'])
+        return result
 
     @staticmethod
     def freshness(args: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -28,7 +28,7 @@ class ActionModule(TetraActionBase):
     def run_action(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         host = self.host_name(task_vars)
         request = self.build_request(args)
-        call = EvidenceCall(self._connection, request)
+        call = EvidenceCall(self._connection, request, max_bytes=self.max_bytes)
         command, stdin = build_command(call.script, call.request, powershell_shell(self._connection))
         started = time.monotonic()
         # Raises RemoteError(unreachable) when the endpoint cannot be reached: nothing to check then.
@@ -36,7 +36,7 @@ class ActionModule(TetraActionBase):
         round_trip_ms = int((time.monotonic() - started) * 1000)
         extra: dict[str, t.Any] = {'selftest': True}
         try:
-            document: t.Any = parse_document(rc, stdout, stderr)
+            document: t.Any = parse_document(rc, stdout, stderr, call.max_bytes)
         except RemoteError as exc:
             rows = [{'section': 'document', 'check': 'one JSON evidence object', 'ok': False, 'detail': exc.result['msg']}]
             # Stored the way tetra_diagnose stores it (analyze.yml replays it), plus everything that came back.

@@ -20,10 +20,21 @@ options:
         smaller value is rejected with a message naming the probe.
     type: int
     default: 40
+  max_answer_mb:
+    description:
+      - The most the controller accepts from the endpoint in one answer, in MB (a real evidence document is tens of kB).
+      - A larger answer is never decoded, parsed or stored; it is a failure quoting its start (with
+        M(secure_endpoint.tetra.tetra_diagnose) the verdict C(evidence_invalid)).
+      - From 1 to 256.
+    type: int
+    default: 16
   evidence_dir:
     description:
       - A folder on the controller where the raw evidence document of each host is written as
         C(<inventory_hostname>.json), for offline replay with C(playbooks/analyze.yml).
+      - A host name that is not a safe file name as it is (characters other than letters, digits, C(_), C(.), C(-))
+        is cleaned and given a short hash of the real name (C(ep_7-1a2b3c4d.json) for C(ep/7)), so two hosts never
+        share a file; the file records the real name, which C(playbooks/analyze.yml) replays it under.
       - Password elements of C(policy.xml) are replaced by C(REDACTED) before writing.
       - At most 4096 characters, no control characters (newline, NUL) and no white space at either end.
     type: path

@@ -11,6 +11,7 @@ it, and turns every kind of failure into a clear task result.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -21,24 +22,34 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import EvidenceCall, RemoteError
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import MAX_OUTPUT_BYTES, EvidenceCall, RemoteError
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import REDACTED, redact, redact_text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import write_file_atomic
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request, max_answer_bytes
 
 # redact() is the collection's one redaction (defined in _text.py, used by the endpoint call, which
 # quotes endpoint output in its messages): XML elements, attributes and JSON forms, any case, cut text.
-__all__ = ['REDACTED', 'TetraActionBase', 'redact', 'redact_text', 'save_evidence', 'utc_now']
+__all__ = ['REDACTED', 'TetraActionBase', 'evidence_file_name', 'redact', 'redact_text', 'save_evidence', 'utc_now']
 
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+def evidence_file_name(host: str) -> str:
+    """The file name of a host's saved evidence: the inventory name when it is a safe file name as it is,
+    else the cleaned name plus a short stable hash of the real name, so two hosts whose cleaned names collide
+    (``ep/7`` and ``ep_7``, ``ep/7`` and ``ep:7``) never share a file. analyze.yml names the replay host from
+    the record's ``host``, not from the file name."""
+    name = re.sub(r'[^A-Za-z0-9_.-]', '_', host).strip('.') or 'endpoint'
+    if name != host:
+        name = '%s-%s' % (name, hashlib.sha256(host.encode('utf-8', 'surrogatepass')).hexdigest()[:8])
+    return name + '.json'
+
+
 def save_evidence(folder: str, host: str, request: dict[str, t.Any], document: dict[str, t.Any], **extra: t.Any) -> str:
     """Write one host's evidence where analyze.yml can replay it; returns the file path."""
-    name = re.sub(r'[^A-Za-z0-9_.-]', '_', host).strip('.') or 'endpoint'
-    path = os.path.join(folder, '%s.json' % name)
+    path = os.path.join(folder, evidence_file_name(host))
     record = redact(dict(extra, format=1, host=host, saved_at=utc_now(), request=request, evidence=document))
     # Lone surrogates from a hostile endpoint cannot be written as UTF-8: JSON escapes them (ensure_ascii).
     write_file_atomic(path, json.dumps(record, indent=1, sort_keys=True, default=str) + '\n')
@@ -54,6 +65,8 @@ class TetraActionBase(ActionBase):
     SECTIONS: tuple[str, ...] = ()
 
     calls = 0
+    # The size cap on each endpoint answer (max_answer_mb when the module has it).
+    max_bytes = MAX_OUTPUT_BYTES
     TRANSFERS_FILES = False
     _requires_connection = True
     _supports_check_mode = True
@@ -66,6 +79,8 @@ class TetraActionBase(ActionBase):
         args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC, mutually_exclusive=self.MUTUALLY_EXCLUSIVE)[1]
         result['changed'] = False
         try:
+            if 'max_answer_mb' in self.ARGUMENT_SPEC:
+                self.max_bytes = max_answer_bytes(args)
             result.update(self.run_action(args, task_vars))
         except ValueError as exc:
             raise AnsibleActionFail(to_text(exc)) from None
@@ -89,7 +104,7 @@ class TetraActionBase(ActionBase):
         return build_request(self.ACTION, self.SECTIONS, args)
 
     def call_endpoint(self, request: dict[str, t.Any]) -> tuple[dict[str, t.Any], EvidenceCall]:
-        call = EvidenceCall(self._connection, request)
+        call = EvidenceCall(self._connection, request, max_bytes=self.max_bytes)
         return call.run(), call
 
     def call(self, request: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -53,6 +53,7 @@ _GRACE_S = 30
 _CLOSE_S = 5
 _QUOTE_LIMIT = 400
 # A real document is tens of kB (a read_file chunk about 6 MB): more is a hostile or broken endpoint.
+# The default cap; the modules sharing COMMON_SPEC take it from their max_answer_mb option.
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 
 # How the winrm, psrp and ssh plugins word a rejected login; the report and the summary use it too.
@@ -147,11 +148,14 @@ def clean_stderr(data: bytes | str | None) -> str:
     return re.sub(r'_x([0-9A-F]{4})_', lambda m: chr(int(m.group(1), 16)), cleaned).strip()
 
 
-def parse_document(rc: int, stdout: bytes | str, stderr: bytes | str) -> dict[str, t.Any]:
-    """The endpoint's one JSON evidence document, or RemoteError quoting what came back."""
-    if len(stdout or b'') > MAX_OUTPUT_BYTES:
-        raise RemoteError('The endpoint answered %d bytes, more than the %d MB a document can be; it starts with: %s'
-                          % (len(stdout), MAX_OUTPUT_BYTES // 2 ** 20, quote_output(stdout[:_QUOTE_LIMIT])), rc=rc)
+def parse_document(rc: int, stdout: bytes | str, stderr: bytes | str, max_bytes: int = MAX_OUTPUT_BYTES) -> dict[str, t.Any]:
+    """The endpoint's one JSON evidence document, or RemoteError quoting what came back.
+
+    An answer longer than ``max_bytes`` is refused before it is decoded or parsed, quoting only its start.
+    """
+    if len(stdout or b'') > max_bytes:
+        raise RemoteError('The endpoint answered %d bytes, more than the %s MB a document can be (max_answer_mb); it starts with: %s'
+                          % (len(stdout), _fmt_s(max_bytes / 2 ** 20), quote_output(stdout[:_QUOTE_LIMIT])), rc=rc)
     text = decode_text(stdout).strip()
     details = {'rc': rc, 'stdout': quote_output(stdout), 'stderr': printable(redact_text(redact_text(clean_stderr(stderr))[:_QUOTE_LIMIT]))}
     if rc != 0:
@@ -190,8 +194,10 @@ class EvidenceCall:
     Ansible closes the connection after the task (the connection's ``close`` is wrapped).
     """
 
-    def __init__(self, connection: t.Any, request: dict[str, t.Any], script: str | None = None) -> None:
+    def __init__(self, connection: t.Any, request: dict[str, t.Any], script: str | None = None,
+                 max_bytes: int = MAX_OUTPUT_BYTES) -> None:
         self.connection = connection
+        self.max_bytes = max_bytes
         self.request = dict(request, format=EVIDENCE_FORMAT)
         self.script = script if script is not None else load_script()
         self.attempts = 0
@@ -216,7 +222,7 @@ class EvidenceCall:
         finally:
             self._finish_timings()
         try:
-            return parse_document(rc, stdout, stderr)
+            return parse_document(rc, stdout, stderr, self.max_bytes)
         except RemoteError as exc:
             exc.result.setdefault('timings', self.timings())
             raise

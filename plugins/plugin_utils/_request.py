@@ -61,6 +61,9 @@ _CONTROLLER_PATH = re.compile(r'[^\x00-\x1f\x7f]{1,4096}')
 # Bounds, inclusive, in seconds (documented in plugins/doc_fragments/endpoint.py and the modules).
 DEADLINE_BOUNDS = (10, 3600)
 TIMEOUT_BOUNDS = (1, 300)
+# The most the controller accepts from one endpoint answer, in MB (max_answer_mb): a real document is tens of kB.
+MAX_ANSWER_MB_BOUNDS = (1, 256)
+DEFAULT_MAX_ANSWER_MB = 16
 MAX_REVOCATION_HOSTS = 16
 # What the endpoint script needs besides the slowest probe: PowerShell start-up, the local sections and
 # the 2 s it keeps to write the document (docs/evidence.md, deadline_s).
@@ -73,6 +76,7 @@ TIMEOUTS_SPEC: dict[str, t.Any] = {
 COMMON_SPEC: dict[str, t.Any] = {
     'evidence_dir': {'type': 'path'},
     'deadline': {'type': 'int', 'default': 40},
+    'max_answer_mb': {'type': 'int', 'default': DEFAULT_MAX_ANSWER_MB},
 }
 NETWORK_SPEC: dict[str, t.Any] = {
     'region': {'type': 'str', 'default': 'nam', 'choices': sorted(REGION_UPDATE_SERVERS)},
@@ -175,12 +179,20 @@ def check_path(value: t.Any, what: str) -> str:
     return value
 
 
-def check_bounded(value: t.Any, what: str, bounds: tuple[int, int]) -> int:
+def check_bounded(value: t.Any, what: str, bounds: tuple[int, int], unit: str = 'seconds') -> int:
     """An integer option inside its documented bounds (inclusive), else ValueError saying them."""
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError('%s must be a whole number of seconds from %d to %d, got %r' % (what, low, high, _shorten(value)))
+        raise ValueError('%s must be a whole number of %s from %d to %d, got %r' % (what, unit, low, high, _shorten(value)))
     return value
+
+
+def max_answer_bytes(args: dict[str, t.Any]) -> int:
+    """The size cap on one endpoint answer, in bytes, from ``max_answer_mb`` (MAX_ANSWER_MB_BOUNDS; default 16)."""
+    value = args.get('max_answer_mb')
+    if value is None:
+        value = DEFAULT_MAX_ANSWER_MB
+    return check_bounded(value, 'max_answer_mb', MAX_ANSWER_MB_BOUNDS, 'MB') * 1024 * 1024
 
 
 def _shorten(value: t.Any) -> t.Any:

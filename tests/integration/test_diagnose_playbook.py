@@ -282,3 +282,26 @@ def test_ansible_runner_artifacts_carry_the_summary(lab_catalog: t.Any, ansible_
     assert on_disk, 'no playbook_on_stats event in the runner artifacts'
     assert on_disk[0]['event_data']['artifact_data']['tetra_fleet_summary']['total'] == len(subset)
     assert 'TETRA SUMMARY (%d hosts)' % len(subset) in stdout, 'the aggregate callback prints beside the runner display'
+
+
+def test_analyze_replays_colliding_host_names_apart(ansible_env: dict[str, str], collections_root: str,
+                                                    run_playbook: t.Callable[..., t.Any], tmp_path: t.Any) -> None:
+    """Hosts whose cleaned names collide ('ep/7', 'ep_7') get their own evidence files (the cleaned one a hash of the
+    real name) and analyze.yml replays each under the host its record names, with its own verdict (issue 12)."""
+    evidence, report_dir = str(tmp_path / 'evidence'), str(tmp_path / 'report')
+    os.makedirs(evidence)
+    script = ('import sys\n'
+              'from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import save_evidence\n'
+              'from ansible_collections.secure_endpoint.tetra.tests.unit.plugins.plugin_utils.test__diagnosis import (\n'
+              '    healthy_document, revocation_blocked)\n'
+              'save_evidence(sys.argv[1], "ep/7", {}, revocation_blocked(healthy_document()))\n'
+              'save_evidence(sys.argv[1], "ep_7", {}, healthy_document())\n')
+    env = dict(ansible_env, PYTHONPATH=os.pathsep.join([collections_root, REPO_ROOT]))
+    subprocess.run([sys.executable, '-c', script, evidence], env=env, check=True, cwd=str(tmp_path))
+    names = sorted(os.listdir(evidence))
+    assert len(names) == 2 and names[1] == 'ep_7.json' and re.fullmatch(r'ep_7-[0-9a-f]{8}\.json', names[0]), names
+    extra = {'evidence_dir': evidence, 'tetra_report_dir': report_dir, 'tetra_latest_version': 90606}
+    done = run_playbook([os.path.join(REPO_ROOT, 'playbooks', 'analyze.yml'), '-e', json.dumps(extra)], ansible_env, 'analyze-colliding-names.log')
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    rows = {row['host']: row for row in read_json(os.path.join(report_dir, 'report.json'))['hosts']}
+    assert {host: rows[host]['cause'] for host in rows} == {'ep/7': 'revocation_check_failed', 'ep_7': 'up_to_date'}

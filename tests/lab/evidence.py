@@ -53,6 +53,10 @@ TASK_RUNNING = 267009
 PROXY_STATUS = {200: 'Connection established', 407: 'Proxy Authentication Required', 403: 'Forbidden', 502: 'Bad Gateway'}
 SAFETY_NET_TASK = re.compile(r'secure_endpoint\.tetra support [0-9A-Za-z-]{1,64}')
 STOP_COMMANDS = ('pktmon_stop', 'netsh_trace_stop', 'sfc_log_stop')
+# The endpoint script's $SecretElementPattern / $SecretAttributePattern, character for character (a unit test
+# compares them with files/tetra_evidence.ps1): password elements and attributes never leave the endpoint.
+SECRET_ELEMENT_PATTERN = r'(?is)<((?:[\w.-]+:)?[\w.-]*(?:password|passwd|pwd)[\w.-]*)(?:\s[^<>]*?)?(?:/>|>.*?</\1\s*>)'
+SECRET_ATTRIBUTE_PATTERN = r'''(?i)\s+(?!xmlns:)(?:[\w.-]+:)?[\w.-]*(?:password|passwd|pwd)[\w.-]*\s*=\s*(?:"[^"]*"|'[^']*')'''
 
 
 # ---- the safety net's emulation (kept beside EndpointState, which has no field for it) ----
@@ -149,6 +153,11 @@ def default_commands(request: dict[str, t.Any]) -> dict[str, t.Any]:
     commands = {name: {'arguments': arguments, 'encoding': 'oem'} for name, arguments in oem.items()}
     commands['curl'] = {'arguments': '-v --max-time %d https://%s/' % (curl, server), 'encoding': 'utf-8'}
     return commands
+
+
+def drop_secrets(text: str) -> str:
+    """local.xml/policy.xml as the script's Read-TextFile returns it: password elements and attributes dropped."""
+    return re.sub(SECRET_ATTRIBUTE_PATTERN, '', re.sub(SECRET_ELEMENT_PATTERN, '', text))
 
 
 def error(kind: str, hresult: int, text: str, **extra: t.Any) -> dict[str, t.Any]:
@@ -501,12 +510,12 @@ class EvidenceBuilder:
         if not install['installed']:
             empty = {'path': None, 'readable': False, 'text': None, 'attempts': 0, 'error': None}
             return {'local_xml': dict(empty), 'policy_xml': dict(empty)}
-        local = {'path': install['install_dir'] + '\\local.xml', 'readable': True, 'text': texts.local_xml(self.state), 'attempts': 1,
+        local = {'path': install['install_dir'] + '\\local.xml', 'readable': True, 'text': drop_secrets(texts.local_xml(self.state)), 'attempts': 1,
                  'error': None}
         policy: dict[str, t.Any] = {'path': install['install_dir'] + '\\policy.xml', 'readable': False, 'text': None, 'attempts': 1,
                                     'error': None}
         if self.state.policy_readable():
-            policy.update(readable=True, text=texts.policy_xml(self.state))
+            policy.update(readable=True, text=drop_secrets(texts.policy_xml(self.state)))
         else:
             policy['error'] = self.access_denied(policy['path'])
             self.add_error('policy_xml', policy['error'])

@@ -8,13 +8,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import time
 import typing as t
 import zipfile
+from pathlib import Path
 
 import pytest
 
-from tests.lab import Lab
+from tests.lab import Lab, evidence
 
 from .helpers import ALL_SECTIONS, collect
 
@@ -78,8 +80,39 @@ def test_policy_xml_readable_or_denied(tetra_lab: Lab) -> None:
     doc = collect(tetra_lab, 'policy_unreadable', sections=['files'])
     assert doc['files']['policy_xml']['error']['hresult'] == -2147024891
     assert doc['errors'][0]['section'] == 'policy_xml'
-    secret = collect(tetra_lab, 'proxy_download', sections=['files'])['files']['policy_xml']['text']
-    assert '<password>Pr0xy-S3cret!lab</password>' in secret  # a readable proxy password, for leak tests
+    files = collect(tetra_lab, 'proxy_download', sections=['files'])['files']
+    # The scenario's policy.xml holds a proxy password; the script (and so the lab) drops the element before
+    # printing: the evidence never carries it, the rest of the proxy section stays.
+    secret = files['policy_xml']['text']
+    assert 'Pr0xy-S3cret!lab' not in secret and '<password>' not in secret
+    assert '<username>CORP\\svc-amp</username>' in secret or '<username>svc-amp</username>' in secret
+    assert '<server>' in secret and 'Pr0xy-S3cret!lab' not in files['local_xml']['text']
+
+
+def _ps_string(name: str) -> str:
+    """A single-quoted string assigned to $name at the top of files/tetra_evidence.ps1, unquoted."""
+    text = (Path(__file__).resolve().parents[3] / 'files' / 'tetra_evidence.ps1').read_text(encoding='ascii')
+    match = re.search(r"^\$%s = '((?:[^']|'')*)'$" % re.escape(name), text, re.M)
+    assert match, name
+    return match.group(1).replace("''", "'")
+
+
+def test_secret_patterns_are_the_scripts() -> None:
+    assert _ps_string('SecretElementPattern') == evidence.SECRET_ELEMENT_PATTERN
+    assert _ps_string('SecretAttributePattern') == evidence.SECRET_ATTRIBUTE_PATTERN
+
+
+@pytest.mark.parametrize('raw, kept', [
+    ('<proxy><server>p</server><password>S3cret</password></proxy>', '<proxy><server>p</server></proxy>'),
+    ('<proxy><PassWord>S3cret</password><port>1</port></proxy>', '<proxy><port>1</port></proxy>'),
+    ('<c:proxy><c:proxy_password a="1">S3<x/>cret</c:proxy_password></c:proxy>', '<c:proxy></c:proxy>'),
+    ('<p><passwd>S3cret</passwd><ProxyPwd>S3cret</ProxyPwd><pwd/><password /></p>', '<p></p>'),
+    ('<proxy server="p" password="S3cret" Proxy_Pwd=\'S3cret\'/>', '<proxy server="p"/>'),
+    ('<a xmlns:pwd="urn:x"><pwd:server>p</pwd:server></a>', '<a xmlns:pwd="urn:x"><pwd:server>p</pwd:server></a>'),
+    ('<proxy><username>u</username><pass_hint>h</pass_hint></proxy>', '<proxy><username>u</username><pass_hint>h</pass_hint></proxy>'),
+])
+def test_drop_secrets(raw: str, kept: str) -> None:
+    assert evidence.drop_secrets(raw) == kept
 
 
 def test_older_local_xml_layout_and_no_ampcli(tetra_lab: Lab) -> None:

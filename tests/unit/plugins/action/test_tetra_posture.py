@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from unittest.mock import MagicMock
@@ -105,9 +106,12 @@ def test_evidence_dir_keeps_redacted_raw_evidence(tmp_path):
     document['files']['policy_xml'] = {'path': 'p', 'readable': True, 'error': None,
                                        'text': '<config><proxy><password>hunter2</password></proxy></config>'}
     result = run(PostureAction, RecordedConnection(output(document)), {'evidence_dir': str(tmp_path)}, host='ep/7')
-    saved = json.loads((tmp_path / 'ep_7.json').read_text())
-    assert result['evidence_path'] == os.path.join(str(tmp_path), 'ep_7.json')
-    assert saved['evidence']['host'] == document['host']
+    # 'ep/7' is not a file name as it is: the cleaned name gets a short hash of the real one, so a host named
+    # 'ep_7' keeps 'ep_7.json' to itself (issue 12); the record still names the real host for analyze.yml.
+    name = 'ep_7-%s.json' % hashlib.sha256(b'ep/7').hexdigest()[:8]
+    saved = json.loads((tmp_path / name).read_text())
+    assert result['evidence_path'] == os.path.join(str(tmp_path), name)
+    assert saved['evidence']['host'] == document['host'] and saved['host'] == 'ep/7'
     assert 'hunter2' not in json.dumps(saved)
 
 
@@ -146,3 +150,42 @@ def test_diagnose_replays_saved_evidence_without_a_connection(tmp_path):
     replay = run(DiagnoseAction, RecordedConnection(), {'evidence_file': first['evidence_path'], 'latest_version': 90606})
     for key in ('status', 'cause', 'evidence', 'secondary'):
         assert replay['verdict'][key] == first['verdict'][key]
+
+
+def test_diagnose_copies_the_call_timings_into_an_invalid_evidence_verdict():
+    result = run(DiagnoseAction, RecordedConnection((0, b'not evidence', b'')))
+    verdict = result['verdict']
+    assert verdict['cause'] == 'evidence_invalid'
+    assert verdict['timings']['attempts'] == 1 and verdict['timings']['round_trip_ms'] >= 0
+    assert verdict['timings']['bound_s'] == 70 and result['timings'] == verdict['timings']
+
+
+def test_diagnose_replay_of_invalid_output_keeps_its_timings(tmp_path):
+    first = run(DiagnoseAction, RecordedConnection((0, b'not evidence', b'')), {'evidence_dir': str(tmp_path)})
+    saved = os.path.join(str(tmp_path), 'ep-1.json')
+    replay = run(DiagnoseAction, RecordedConnection(), {'evidence_file': saved})
+    assert replay['verdict']['cause'] == 'evidence_invalid'
+    assert replay['verdict']['timings'] == first['verdict']['timings']
+
+
+def test_max_answer_mb_caps_the_answer_and_gives_evidence_invalid_quoting_its_start():
+    big = json.dumps(dict(healthy_document(), padding='P' * (1024 * 1024))).encode('utf-8')
+    # The default cap (16 MB) takes this 1 MB document ...
+    assert run(DiagnoseAction, RecordedConnection((0, big, b'')))['verdict']['cause'] != 'evidence_invalid'
+    # ... max_answer_mb: 1 refuses it without parsing it, quoting its start, timings kept.
+    result = run(DiagnoseAction, RecordedConnection((0, big, b'')), {'max_answer_mb': 1})
+    verdict = result['verdict']
+    assert not result.get('failed') and (verdict['status'], verdict['cause']) == ('unknown', 'evidence_invalid')
+    assert 'more than the 1 MB' in verdict['evidence'][0] and 'max_answer_mb' in verdict['evidence'][0]
+    assert big[:20].decode() in verdict['evidence'][0] and len(verdict['evidence'][0]) < 1000
+    assert verdict['timings']['attempts'] == 1
+    posture = run(PostureAction, RecordedConnection((0, big, b'')), {'max_answer_mb': 1})
+    assert posture['failed'] is True and 'more than the 1 MB' in posture['msg']
+
+
+@pytest.mark.parametrize('value', [0, 257, -1])
+def test_max_answer_mb_out_of_bounds_is_rejected_before_contacting_the_endpoint(value):
+    connection = RecordedConnection()
+    with pytest.raises(AnsibleActionFail, match='max_answer_mb must be a whole number of MB from 1 to 256'):
+        run(DiagnoseAction, connection, {'max_answer_mb': value})
+    assert connection.commands == []

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _action, _remote, _text
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import REDACTED, redact, save_evidence
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import REDACTED, evidence_file_name, redact, save_evidence
 
 SECRET = 'hunter2'
 
@@ -84,6 +85,20 @@ def test_save_evidence_redacts_everything_it_stores(tmp_path):
                          {'files': {'policy_xml': {'text': '<proxy password="hunter2"><password>hunter2</password></proxy>'}}},
                          details={'stdout': '{"password": "hunter2"}'})
     assert SECRET not in open(path, encoding='utf-8').read()
+
+
+def test_colliding_host_names_never_share_an_evidence_file(tmp_path):
+    hosts = ['ep/7', 'ep_7', 'ep:7', 'ep 7', '.ep_7', 'EP/7']
+    paths = [save_evidence(str(tmp_path), host, {}, {'format': 1}) for host in hosts]
+    assert len(set(paths)) == len(hosts) == len(os.listdir(str(tmp_path)))
+    for host, path in zip(hosts, paths):
+        assert json.loads(open(path, encoding='utf-8').read())['host'] == host  # what analyze.yml names the replay host
+    # A name that is already a safe file name keeps it; a cleaned one gets a short stable hash of the real name.
+    assert os.path.basename(paths[1]) == 'ep_7.json'
+    assert re.fullmatch(r'ep_7-[0-9a-f]{8}\.json', os.path.basename(paths[0]))
+    assert evidence_file_name('ep/7') == os.path.basename(paths[0]) == evidence_file_name('ep/7')
+    assert re.fullmatch(r'endpoint-[0-9a-f]{8}\.json', evidence_file_name('..'))
+    assert re.fullmatch(r'ep_-[0-9a-f]{8}\.json', evidence_file_name('ep\ud800'))
 
 
 def test_save_evidence_never_follows_a_planted_link(tmp_path):

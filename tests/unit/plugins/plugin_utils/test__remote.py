@@ -292,3 +292,15 @@ def test_the_retry_closes_the_old_shell_before_reconnecting():
     call = EvidenceCall(connection, {'deadline_s': 5}, script='x')
     assert call.run()['format'] == 1
     assert connection.closes == 1 and connection.resets == 1
+
+
+def test_the_size_cap_is_the_callers():
+    answer = b'{"format": 1, "x": "' + b'A' * (2 * 2 ** 20) + b'"}'
+    assert parse_document(0, answer, b'', max_bytes=3 * 2 ** 20)['format'] == 1
+    with pytest.raises(RemoteError) as caught:
+        parse_document(0, answer, b'', max_bytes=2 ** 20)
+    assert 'more than the 1 MB' in caught.value.result['msg'] and '{"format": 1' in caught.value.result['msg']
+    connection = FakeConnection((0, answer, b''))
+    with pytest.raises(RemoteError) as caught:
+        EvidenceCall(connection, {'deadline_s': 5}, script='x', max_bytes=2 ** 20).run()
+    assert 'more than the 1 MB' in caught.value.result['msg'] and caught.value.result['timings']['attempts'] == 1
