@@ -29,7 +29,8 @@ SERVERS = ['tetra-defs.amp.cisco.com', 'tetra-defs.eu.amp.cisco.com', 'update.co
 
 
 @pytest.mark.parametrize('value', HOSTILE)
-def test_quote_windows_argument_round_trips_through_the_labs_command_line_to_argv(value: str) -> None:
+def test_quote_windows_argument_round_trips(value: str) -> None:
+    # The plugin's quoting is the only one (the lab no longer has its own): it must split back with the lab's CommandLineToArgvW.
     quoted = req.quote_windows_argument(value)
     assert command_line_to_argv('prog.exe ' + quoted) == ['prog.exe', value]
     assert command_line_to_argv('prog.exe ' + req.quote_windows_argument(value, force=True)) == ['prog.exe', value]
@@ -174,6 +175,18 @@ def test_deadline_inside_bounds_and_default():
     assert req.build_request('collect', ['install'], {'deadline': 10})['deadline_s'] == 10
     assert req.build_request('collect', ['install'], {'deadline': 3600})['deadline_s'] == 3600
     assert req.build_request('collect', ['install'], {})['deadline_s'] == 40
+
+
+@pytest.mark.parametrize('value', [0, -1, 257, True, '16', 1.5])
+def test_max_answer_mb_bounds(value):
+    with pytest.raises(ValueError, match='max_answer_mb must be a whole number of MB from 1 to 256'):
+        req.max_answer_bytes({'max_answer_mb': value})
+
+
+def test_max_answer_mb_inside_bounds_and_default():
+    assert req.max_answer_bytes({}) == req.max_answer_bytes({'max_answer_mb': None}) == 16 * 2 ** 20
+    assert (req.max_answer_bytes({'max_answer_mb': 1}), req.max_answer_bytes({'max_answer_mb': 256})) == (2 ** 20, 256 * 2 ** 20)
+    assert 'max_answer_mb' not in req.build_request('collect', ['install'], {'max_answer_mb': 1})  # a controller setting only
 
 
 def test_deadline_must_cover_the_slowest_probe():
