@@ -10,7 +10,7 @@ import json
 import pytest
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _request as req
-from tests.lab.windows import CommandLineError, command_line_to_argv, quote_argument
+from tests.lab.windows import CommandLineError, command_line_to_argv
 
 HOSTILE = [
     'plain',
@@ -29,9 +29,8 @@ SERVERS = ['tetra-defs.amp.cisco.com', 'tetra-defs.eu.amp.cisco.com', 'update.co
 
 
 @pytest.mark.parametrize('value', HOSTILE)
-def test_quote_windows_argument_round_trips_and_mirrors_the_lab(value: str) -> None:
+def test_quote_windows_argument_round_trips(value: str) -> None:
     quoted = req.quote_windows_argument(value)
-    assert quoted == quote_argument(value)
     assert command_line_to_argv('prog.exe ' + quoted) == ['prog.exe', value]
     assert command_line_to_argv('prog.exe ' + req.quote_windows_argument(value, force=True)) == ['prog.exe', value]
 
