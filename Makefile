@@ -39,12 +39,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Steps of `make test`, fastest first; the first failure stops the run.
-TEST_STEPS ?= pscheck units transports changelog-lint lint docs-lint sanity build importer integration lab-tests
+TEST_STEPS ?= pscheck units-ansible-test transports changelog-lint lint docs-lint sanity build importer integration lab-tests
 
 # pytest exit status 5 means "no tests collected": a folder that has no tests yet is not a failure.
 pytest_allow_empty = rc=0; $(VBIN)/python -m pytest $(1) || rc=$$?; if [ $$rc -eq 5 ]; then echo "NOTE: no tests collected in $(2) yet"; rc=0; fi; exit $$rc
 
-.PHONY: help venv collection units transports pscheck sanity lint docs-lint changelog-lint build install-test \
+.PHONY: help venv collection units units-ansible-test transports pscheck sanity lint docs-lint changelog-lint build install-test \
         importer integration lab-tests test demo lab bench clean
 
 help:
@@ -52,7 +52,8 @@ help:
 	@echo '  venv            create $(VENV) ($(PYTHON)) with ansible-core $(ANSIBLE).x and all test tools'
 	@echo '  collection      stage the working tree at $(COLL_DIR)'
 	@echo '  pscheck         PowerShell 5.1 static check of every tracked *.ps1/*.psm1/*.psd1'
-	@echo '  units           pytest tests/unit'
+	@echo '  units           pytest tests/unit (quick, on this checkout)'
+	@echo '  units-ansible-test  ansible-test units --venv on a staged copy (tests/unit/requirements.txt)'
 	@echo '  transports      transport contract tests under ansible-core $(TRANSPORT_VERSIONS) (venvs in .build/transports)'
 	@echo '  changelog-lint  antsibull-changelog lint (fragments and changelog.yaml)'
 	@echo '  lint            ansible-lint --offline --profile production'
@@ -93,6 +94,7 @@ stage = rm -rf $(1) && mkdir -p $(1) \
 	   | tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(1) \
 	&& git -C $(1) init -q && echo "staged $(NAMESPACE).$(NAME) at $(1)"
 SANITY_DIR := $(BUILD)/sanity/ansible_collections/$(NAMESPACE)/$(NAME)
+UNITS_DIR  := $(BUILD)/units/ansible_collections/$(NAMESPACE)/$(NAME)
 DOCS_DIR   := $(BUILD)/docs-lint/ansible_collections/$(NAMESPACE)/$(NAME)
 
 collection: $(STAMP)
@@ -107,6 +109,13 @@ pscheck: $(STAMP)
 
 units: $(STAMP)
 	$(call pytest_allow_empty,tests/unit -q,tests/unit)
+
+# The standard entry point: ansible-test units in its own virtual environment, with the packages of
+# tests/unit/requirements.txt, on a staged copy (as Galaxy users and CI of other collections run it).
+units-ansible-test: $(STAMP)
+	@$(call stage,$(UNITS_DIR))
+	$(VBIN)/python tools/ansible_test_offline.py
+	cd $(UNITS_DIR) && $(VBIN)/ansible-test units --venv --python $$($(VBIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
 
 # The transport contract tests (winrm, psrp, ssh connection plugins) under every supported
 # ansible-core: $(ANSIBLE) in $(VENV), the others in small venvs under .build/transports/<version>
@@ -168,6 +177,9 @@ build: $(STAMP)
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install-test $(VBIN)/ansible-galaxy collection list $(NAMESPACE).$(NAME) \
 	  | grep -E '^$(NAMESPACE)\.$(NAME) +$(VERSION)'
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install-test $(VBIN)/ansible-doc -l $(NAMESPACE).$(NAME) >/dev/null
+	@if tar tzf $(TARBALL) | grep -E '^(tests|tools)/|(^|/)(conftest|test_[^/]*)\.py$$'; then \
+	  echo 'build: the tarball carries the test files above (galaxy.yml build_ignore)'; exit 1; fi
+	@echo "build: $$(tar tzf $(TARBALL) | grep -vc '/$$') files in $(TARBALL), no tests, lab, bench or tools"
 
 # galaxy-importer as Galaxy/Automation Hub run it on upload, without a container: see
 # tests/galaxy-importer.cfg. Any ERROR or WARNING it prints fails the target.
