@@ -45,7 +45,7 @@ TEST_STEPS ?= pscheck units-ansible-test transports changelog-lint lint docs-lin
 pytest_allow_empty = rc=0; $(VBIN)/python -m pytest $(1) || rc=$$?; if [ $$rc -eq 5 ]; then echo "NOTE: no tests collected in $(2) yet"; rc=0; fi; exit $$rc
 
 .PHONY: help venv collection units units-ansible-test transports pscheck sanity lint docs-lint changelog-lint build install-test \
-        importer integration lab-tests test demo lab bench clean
+        importer ee integration lab-tests test demo lab bench clean
 
 help:
 	@echo 'Targets:'
@@ -61,6 +61,7 @@ help:
 	@echo '  sanity          ansible-test sanity --venv (no ignore files)'
 	@echo '  build           ansible-galaxy collection build + install of the tarball into a temp path'
 	@echo '  importer        galaxy-importer on the tarball (no container)'
+	@echo '  ee              execution environment build context (ansible-builder create) in .build/ee/context'
 	@echo '  integration     pytest tests/integration (playbooks against the lab)'
 	@echo '  lab-tests       pytest tests/lab/tests'
 	@echo '  test            all of the above: $(TEST_STEPS)'
@@ -180,6 +181,12 @@ build: $(STAMP)
 	@if tar tzf $(TARBALL) | grep -E '^(tests|tools)/|(^|/)(conftest|test_[^/]*)\.py$$'; then \
 	  echo 'build: the tarball carries the test files above (galaxy.yml build_ignore)'; exit 1; fi
 	@echo "build: $$(tar tzf $(TARBALL) | grep -vc '/$$') files in $(TARBALL), no tests, lab, bench or tools"
+	@mkdir -p $(BUILD)/ee && cp $(TARBALL) $(BUILD)/ee/$(NAMESPACE)-$(NAME).tar.gz
+
+# The execution environment's build context (no container engine needed); the version comes from galaxy.yml.
+ee: build
+	$(VBIN)/ansible-builder create -f execution-environment.yml -c $(BUILD)/ee/context
+	@echo "ee: build the image with: ansible-builder build -f execution-environment.yml -t secure-endpoint-tetra-ee:$(VERSION)"
 
 # galaxy-importer as Galaxy/Automation Hub run it on upload, without a container: see
 # tests/galaxy-importer.cfg. Any ERROR or WARNING it prints fails the target.
