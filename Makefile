@@ -39,12 +39,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Steps of `make test`, fastest first; the first failure stops the run.
-TEST_STEPS ?= pscheck units-ansible-test transports changelog-lint lint docs-lint sanity build importer integration lab-tests
+TEST_STEPS ?= pscheck ruff typing units-ansible-test transports changelog-lint lint docs-lint sanity build importer integration lab-tests
 
 # pytest exit status 5 means "no tests collected": a folder that has no tests yet is not a failure.
 pytest_allow_empty = rc=0; $(VBIN)/python -m pytest $(1) || rc=$$?; if [ $$rc -eq 5 ]; then echo "NOTE: no tests collected in $(2) yet"; rc=0; fi; exit $$rc
 
-.PHONY: help venv collection units units-ansible-test transports pscheck sanity lint docs-lint changelog-lint build install-test \
+.PHONY: help venv collection ruff typing units units-ansible-test transports pscheck sanity lint docs-lint changelog-lint build install-test \
         importer ee integration lab-tests test demo lab bench clean
 
 help:
@@ -52,6 +52,8 @@ help:
 	@echo '  venv            create $(VENV) ($(PYTHON)) with ansible-core $(ANSIBLE).x and all test tools'
 	@echo '  collection      stage the working tree at $(COLL_DIR)'
 	@echo '  pscheck         PowerShell 5.1 static check of every tracked *.ps1/*.psm1/*.psd1'
+	@echo '  ruff            ruff check (settings in pyproject.toml: line length 160, as the sanity pep8 test)'
+	@echo '  typing          mypy on plugins/ and tests/lab (settings in pyproject.toml)'
 	@echo '  units           pytest tests/unit (quick, on this checkout)'
 	@echo '  units-ansible-test  ansible-test units --venv on a staged copy (tests/unit/requirements.txt)'
 	@echo '  transports      transport contract tests under ansible-core $(TRANSPORT_VERSIONS) (venvs in .build/transports)'
@@ -107,6 +109,16 @@ pscheck: $(STAMP)
 	@files=$$(git ls-files --cached --others --exclude-standard -- '*.ps1' '*.psm1' '*.psd1'); \
 	if [ -z "$$files" ]; then echo 'pscheck: no PowerShell files in the repository'; exit 0; fi; \
 	$(VBIN)/python tools/pscheck.py $$files
+
+ruff: $(STAMP)
+	$(VBIN)/ruff check --no-cache .
+
+# mypy resolves the collection's own imports (ansible_collections.secure_endpoint.tetra...) through a
+# symlink to this checkout, never through a staged copy, so it always checks the working tree.
+MYPY_ROOT := $(BUILD)/mypy
+typing: $(STAMP)
+	@mkdir -p $(MYPY_ROOT)/ansible_collections/$(NAMESPACE) && ln -sfn $(CURDIR) $(MYPY_ROOT)/ansible_collections/$(NAMESPACE)/$(NAME)
+	MYPYPATH=$(MYPY_ROOT):$(CURDIR) $(VBIN)/python -m mypy -p ansible_collections.$(NAMESPACE).$(NAME).plugins -p tests.lab
 
 units: $(STAMP)
 	$(call pytest_allow_empty,tests/unit -q,tests/unit)

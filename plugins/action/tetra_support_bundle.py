@@ -242,7 +242,7 @@ class ActionModule(TetraActionBase):
         self.reconnect()
         try:
             finish = self.support_call(dict(request, action='support_finish'), 'support_finish')
-            note = {'support_finish': finish, 'cleanup': self.cleanup_state(request.get('capture', 'none'), {}, finish)}
+            note: dict[str, t.Any] = {'support_finish': finish, 'cleanup': self.cleanup_state(request.get('capture', 'none'), {}, finish)}
             text = 'support_finish ran: debug logging and capture were stopped'
         except RemoteError as exc:
             note = {'support_finish_error': exc.result.get('msg')}
@@ -283,7 +283,7 @@ class ActionModule(TetraActionBase):
         """Whether debug logging and the capture were stopped, from support_finish's answer."""
         logging = finish.get('debug_logging') or {}
         stop = finish.get('capture') or {}
-        net = finish.get('safety_net') if isinstance(finish.get('safety_net'), dict) else {}
+        net: dict[str, t.Any] = finish['safety_net'] if isinstance(finish.get('safety_net'), dict) else {}
         error = net.get('error') if isinstance(net.get('error'), dict) else None
         return {
             'debug_logging_stopped': logging.get('exit_code') == 0 or logging.get('stopped') is True,
@@ -306,7 +306,7 @@ class ActionModule(TetraActionBase):
             rem.check_support_file(entry['path'], work_dir)
         os.makedirs(folder, exist_ok=True)
         files = []
-        for entry, name in zip(listed, distinct_names(str(f['path']) for f in listed)):
+        for entry, name in zip(listed, distinct_names(str(f['path']) for f in listed), strict=True):
             local = os.path.join(folder, name)
             size = entry.get('size') if isinstance(entry.get('size'), int) else None
             verified = self.fetch(str(entry['path']), local, size, entry.get('sha256'), chunk_size)

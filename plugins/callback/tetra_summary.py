@@ -198,7 +198,7 @@ class CallbackModule(CallbackBase):
     def _plan_lines(self) -> list[str]:
         """The action plan: the report's (grouped by shared attributes) or the verdicts grouped by cause."""
         if self.report is not None:
-            plan = [group for group in self.report.get('plan') or [] if isinstance(group, Mapping)]
+            plan: list[t.Any] = [group for group in self.report.get('plan') or [] if isinstance(group, Mapping)]
         else:
             records = [dict(row, host=host) for host, row in self.rows.items()]
             plan = _plan.build_plan(records, status_order=STATUS_ORDER)

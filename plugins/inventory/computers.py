@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
+import typing as t
 
 from ansible.errors import AnsibleParserError
 from ansible.module_utils.common.text.converters import to_text
@@ -250,7 +251,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         preference = self.get_option('ansible_host_preference')
         console_var = self.get_option('console_var')
         source = api_url(self.get_option('url'), self.get_option('region'))
-        chosen = {}
+        chosen: dict[str, t.Any] = {}
         for record in records:
             name = name_for(record, self.get_option('inventory_hostname'))
             if not name:

@@ -312,7 +312,7 @@ def console_state(record: Data, source: str | None = None) -> Data:
     inventory never shows stale ages; ages are computed where they are used)."""
     defs = record.get('av_update_definitions') if isinstance(record.get('av_update_definitions'), dict) else None
     groups = [g for g in record.get('groups') or [] if isinstance(g, dict)]
-    policy = record.get('policy') if isinstance(record.get('policy'), dict) else {}
+    policy: dict[str, t.Any] = record['policy'] if isinstance(record.get('policy'), dict) else {}
     return {
         'connector_guid': record.get('connector_guid'),
         'hostname': record.get('hostname'),
@@ -428,7 +428,7 @@ def console_line(summary: Data) -> str:
 def _set_primary(verdict: Data, name: str, lines: list[str]) -> None:
     """Make a console cause the verdict's primary cause; the former one becomes secondary."""
     cause = CONSOLE_CAUSES[name]
-    former = {'cause': verdict.get('cause'), 'summary': verdict.get('summary'), 'evidence': list(verdict.get('evidence') or []),
+    former: Data = {'cause': verdict.get('cause'), 'summary': verdict.get('summary'), 'evidence': list(verdict.get('evidence') or []),
               'action': verdict.get('action'), 'remediable': verdict.get('remediable')}
     verdict.update(status=cause['status'], cause=name, summary=cause['summary'], action=cause['action'], remediable=cause['remediable'])
     verdict['evidence'] = lines + [line for line in former['evidence'] if line not in lines]

@@ -392,7 +392,7 @@ def check_root_missing(facts: Facts) -> list[str] | None:
     missing = _roots_missing(facts)
     if not missing:
         return None
-    lines = ['%s (%s) is missing from LocalMachine\\Root' % (REQUIRED_ROOTS.get(r.get('thumbprint'), 'required root'), r.get('thumbprint'))
+    lines = ['%s (%s) is missing from LocalMachine\\Root' % (REQUIRED_ROOTS.get(str(r.get('thumbprint')), 'required root'), r.get('thumbprint'))
              for r in missing]
     tls = _tls(facts)
     if 'untrusted_root' in (tls.get('tls_classes') or []):

@@ -773,7 +773,8 @@ CHAIN_FLAG_CLASSES = {
 
 
 def _tls_classes(hexed: str | None, chain_status: list[str], policy_errors: str | None) -> list[str]:
-    classes = [tls_class(hexed)] if hexed and tls_class(hexed) else []
+    first = tls_class(hexed) if hexed else None
+    classes = [first] if first else []
     classes.extend(CHAIN_FLAG_CLASSES[flag] for flag in chain_status if flag in CHAIN_FLAG_CLASSES)
     if policy_errors and 'RemoteCertificateNameMismatch' in policy_errors:
         classes.append('wrong_name')

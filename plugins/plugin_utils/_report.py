@@ -294,7 +294,7 @@ def by_urgency(records: list[Record]) -> list[Record]:
 
 def summarize(records: list[Record]) -> dict[str, t.Any]:
     """Counts by status (every status present, most urgent first) and by cause."""
-    by_status = {status: 0 for status in STATUS_ORDER}
+    by_status = dict.fromkeys(STATUS_ORDER, 0)
     by_cause: dict[str, int] = {}
     for record in records:
         by_status[record['status']] = by_status.get(record['status'], 0) + 1

@@ -599,7 +599,7 @@ def controller_row(document: dict[str, t.Any]) -> Row:
         verdict = diagnose(parse_evidence(document), {'latest': None, 'source': 'unknown', 'max_behind': 5, 'max_age_hours': 24}, host='selftest')
     except Exception as exc:  # pylint: disable=broad-except  # that is the finding
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        problem = '%s: %s (%s:%d)' % (type(exc).__name__, exc, where.filename.rsplit('/', 1)[-1], where.lineno)
+        problem = '%s: %s (%s:%d)' % (type(exc).__name__, exc, where.filename.rsplit('/', 1)[-1], where.lineno or 0)
         return _row('controller', 'parse_evidence and diagnose read it', problem)
     return _row('controller', 'parse_evidence and diagnose read it', None, 'verdict %s / %s' % (verdict.get('status'), verdict.get('cause')))
 

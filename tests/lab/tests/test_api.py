@@ -126,6 +126,7 @@ def test_serve_writes_the_api_inventory_source(tmp_path):
     process = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'serve', '--fleet', 'tests/lab/fleets/catalog.yml',
                                 '--inventory', str(inventory), '--api-inventory', str(source), '--time-scale', '0.05'],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
     try:
         ready = process.stdout.readline()
         assert 'console API http://127.0.0.1:' in ready and str(source) in ready, ready

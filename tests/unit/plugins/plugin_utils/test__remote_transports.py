@@ -38,7 +38,7 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from tests.lab.windows import (  # noqa: E402  pylint: disable=wrong-import-position
+from tests.lab.windows import (
     CommandLineError, command_line_to_argv, decode_encoded_command, parse_powershell_argv, parse_winrs_command,
 )
 
