@@ -25,6 +25,8 @@ from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import utc_moment
+
 Data = t.Dict[str, t.Any]
 
 REGION_API_URLS = {
@@ -105,10 +107,6 @@ def hours_since(value: t.Any, now: datetime.datetime) -> float | None:
     if then is None:
         return None
     return round((now - then).total_seconds() / 3600.0, 1)
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _age(hours: float | None) -> str:
@@ -450,7 +448,7 @@ def apply_console(verdict: Data, facts: Data | None, console: Data | None, now: 
     """
     if not isinstance(console, dict) or not console:
         return verdict
-    now = now or utc_now()
+    now = now or utc_moment()
     result = dict(verdict)
     result['evidence'] = list(verdict.get('evidence') or [])
     result['secondary'] = list(verdict.get('secondary') or [])
@@ -501,7 +499,7 @@ def unreachable_note(console: Data | None, now: datetime.datetime | None = None,
     """What the console says about a host Ansible could not reach: offline for days is not a TETRA problem."""
     if not isinstance(console, dict) or not console:
         return None
-    now = now or utc_now()
+    now = now or utc_moment()
     summary = console_summary(console, now)
     if summary['last_seen_hours'] is not None and summary['last_seen_hours'] >= offline_hours:
         return ('console: not seen for %s, the computer is offline (not a TETRA problem)'

@@ -16,6 +16,7 @@ import datetime
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._codes import DNS_FAILURE_CODES, code_label, win32_label
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import format_timestamp, parse_timestamp, utc_moment
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import not_run_probes
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import REGION_UPDATE_SERVERS, REQUIRED_ROOTS
 
@@ -630,7 +631,7 @@ def _hours_since(iso: str | None, now: datetime.datetime) -> float | None:
     if not iso:
         return None
     try:
-        then = datetime.datetime.strptime(iso, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+        then = parse_timestamp(iso)
     except (TypeError, ValueError):
         return None
     return round((now - then).total_seconds() / 3600.0, 1)
@@ -748,17 +749,17 @@ def diagnose(facts: Facts, freshness: Facts, host: str | None = None, now: datet
         'versions': versions,
         'last_success': last_success,
         'age_hours': age_hours,
-        'checked_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
+        'checked_at': format_timestamp(now),
     }
 
 
 def invalid_evidence_verdict(host: str, message: str, now: datetime.datetime | None = None) -> Facts:
     """The verdict for a host whose endpoint answered with garbage: a row, never a missing host."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or utc_moment()
     cause = OUTCOMES['evidence_invalid']
     return {
         'host': host, 'status': cause.status, 'cause': cause.name, 'summary': cause.summary, 'evidence': [message],
         'action': cause.action, 'remediable': False, 'secondary': [],
         'versions': {'connector': None, 'tetra': None, 'latest': None, 'latest_source': 'unknown', 'behind': None},
-        'last_success': None, 'age_hours': None, 'checked_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
+        'last_success': None, 'age_hours': None, 'checked_at': format_timestamp(now),
     }

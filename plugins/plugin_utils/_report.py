@@ -20,9 +20,10 @@ import tempfile
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import STAMP_FORMAT, STATUS_ORDER, parse_timestamp, status_rank, utc_moment, utc_now
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import AUTH_FAILURE
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import printable, redact
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import STATUS_ORDER, page
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import page
 
 REPORT_FORMAT = 1
 REPORT_FILES = {'json': 'report.json', 'csv': 'report.csv', 'markdown': 'report.md', 'html': 'report.html'}
@@ -40,13 +41,9 @@ Record = dict[str, t.Any]
 DiagnoseFn = t.Callable[..., dict[str, t.Any]]
 
 
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
-
-
 def default_report_dir(base: str | None = None, now: datetime.datetime | None = None) -> str:
     """``<base or cwd>/out/tetra-report-<UTC timestamp>``."""
-    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime('%Y%m%dT%H%M%SZ')
+    stamp = (now or utc_moment()).strftime(STAMP_FORMAT)
     return os.path.join(base or os.getcwd(), 'out', 'tetra-report-%s' % stamp)
 
 
@@ -211,7 +208,7 @@ def apply_fleet_max(results: dict[str, t.Any], diagnose_fn: DiagnoseFn | None = 
 
 def _parse_time(value: t.Any) -> datetime.datetime | None:
     try:
-        return datetime.datetime.strptime(str(value), '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+        return parse_timestamp(str(value))
     except ValueError:
         return None
 
@@ -282,10 +279,6 @@ def merge_records(*record_lists: list[Record]) -> list[Record]:
 
 
 # --- summary ----------------------------------------------------------------------------------
-
-
-def status_rank(status: str) -> int:
-    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
 
 
 def by_urgency(records: list[Record]) -> list[Record]:

@@ -22,6 +22,7 @@ import traceback
 import typing as t
 from xml.etree import ElementTree
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import EVIDENCE_FORMAT
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import NETWORK_SECTIONS, POSTURE_SECTIONS, build_request
 
 Row = t.Dict[str, t.Any]
@@ -316,7 +317,8 @@ def _finished(record: dict[str, t.Any]) -> bool:
 # They only run when the section's shape passed, so they may trust the types.
 
 def _format_one(value: t.Any, request: dict[str, t.Any], document: dict[str, t.Any]) -> str | None:
-    return None if value.get('format') == 1 and not isinstance(value.get('format'), bool) else 'format is %r, expected 1' % value.get('format')
+    fmt = value.get('format')
+    return None if fmt == EVIDENCE_FORMAT and not isinstance(fmt, bool) else 'format is %r, expected %d' % (fmt, EVIDENCE_FORMAT)
 
 
 def _action_is_request(value: t.Any, request: dict[str, t.Any], document: dict[str, t.Any]) -> str | None:
