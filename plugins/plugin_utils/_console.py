@@ -427,7 +427,7 @@ def _set_primary(verdict: Data, name: str, lines: list[str]) -> None:
     """Make a console cause the verdict's primary cause; the former one becomes secondary."""
     cause = CONSOLE_CAUSES[name]
     former: Data = {'cause': verdict.get('cause'), 'summary': verdict.get('summary'), 'evidence': list(verdict.get('evidence') or []),
-              'action': verdict.get('action'), 'remediable': verdict.get('remediable')}
+                    'action': verdict.get('action'), 'remediable': verdict.get('remediable')}
     verdict.update(status=cause['status'], cause=name, summary=cause['summary'], action=cause['action'], remediable=cause['remediable'])
     verdict['evidence'] = lines + [line for line in former['evidence'] if line not in lines]
     verdict['secondary'] = [former] + list(verdict.get('secondary') or [])
