@@ -794,9 +794,9 @@ def test_short_truncated_xml_problem_masks_password(parser: t.Callable[[t.Any], 
 
 
 def test_xml_parsers_without_xmltodict(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _evidence  # pylint: disable=import-outside-toplevel
+    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _evidence_files  # pylint: disable=import-outside-toplevel
 
-    monkeypatch.setattr(_evidence, 'xmltodict', None)
+    monkeypatch.setattr(_evidence_files, 'xmltodict', None)
     for parser, flag in ((parse_local_xml, 'available'), (parse_policy_xml, 'readable')):
         result = parser(sample('synthetic-local-old.xml'))
         assert result[flag] is False and 'xmltodict is not installed' in result['problem']
