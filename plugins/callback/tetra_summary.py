@@ -87,7 +87,6 @@ def preload(names: t.Iterable[str] = PRELOAD_MODULES) -> list[str]:
 PRELOADED = preload()
 
 
-
 def result_data(result: t.Any) -> Mapping[str, t.Any]:
     """The task's return data (``result`` since ansible-core 2.19, ``_result`` before)."""
     data = getattr(result, 'result', None)
