@@ -3,20 +3,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import re
-import typing as t
-
-from ansible.errors import AnsibleParserError
-from ansible.module_utils.common.text.converters import to_text
-from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible.utils.display import Display
-
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import (
-    ConsoleClient, ConsoleError, api_url, apply_query, console_state, is_aged, is_offline, matches,
-)
-
 DOCUMENTATION = r'''
 name: computers
 short_description: Computers from the Cisco Secure Endpoint console, grouped by TETRA definitions state
@@ -145,6 +131,20 @@ cache_timeout: 600
 # then diagnose exactly the computers whose definitions failed:
 #   ansible-playbook -i prod.computers.yml secure_endpoint.tetra.diagnose -l definitions_failed
 '''
+
+import datetime
+import ipaddress
+import re
+import typing as t
+
+from ansible.errors import AnsibleParserError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.display import Display
+
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import (
+    ConsoleClient, ConsoleError, api_url, apply_query, console_state, is_aged, is_offline, matches,
+)
 
 display = Display()
 _GUID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', re.I)
