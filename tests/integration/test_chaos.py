@@ -23,8 +23,8 @@ import time
 import typing as t
 
 import pytest
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 from tests.lab import Lab

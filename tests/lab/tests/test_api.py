@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,8 +17,7 @@ import pytest
 import yaml
 
 from tests.lab.api import MAX_LIMIT, STATUS_CURRENT, STATUS_FAILED
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.paths import REPO_ROOT as REPO
 
 
 def get(lab, path, key=None, user=None):

@@ -18,8 +18,8 @@ from tests.lab import Lab
 
 from .helpers import PASSWORD, USER, command_line, input_launch, request
 from .test_ansible import ansible
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BIN = os.path.dirname(sys.executable)
 
 

@@ -22,8 +22,8 @@ import time
 import pytest
 
 from tests.lab import Lab
+from tests.paths import REPO_ROOT as REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SOURCE = os.path.join(REPO, 'extensions', 'eda', 'plugins', 'event_source', 'console_definitions.py')
 RULEBOOK = os.path.join(REPO, 'extensions', 'eda', 'rulebooks', 'console_definitions.yml')
 CATALOG = os.path.join(REPO, 'tests', 'lab', 'fleets', 'catalog.yml')
