@@ -29,8 +29,8 @@ from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence im
     parse_policy_xml,
     parse_posture,
 )
+from tests.paths import SAMPLES_DIR as SAMPLES
 
-SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'samples')
 PROXY_PASSWORD = 'S3cr3t-Pr0xy!pw'
 SEED_UUID = '5c6e64fa-7738-4b39-b201-15451e33bfe6'
 
