@@ -13,7 +13,7 @@ import re
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._codes import (
-    DOTNET_HRESULTS, TLS_CODES, WIN32_HRESULTS, code_label, code_name, hresult_hex, win32_label,
+    DOTNET_HRESULTS, TLS_CODES, WIN32_HRESULTS, _int, code_label, code_name, hresult_hex, win32_label,
 )
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import TIMESTAMP_FORMAT
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import redact_text
@@ -70,23 +70,6 @@ def _str(value: t.Any) -> str | None:
         return None
     text = str(value).strip()
     return text or None
-
-
-def _int(value: t.Any) -> int | None:
-    """An integer from an int or a decimal / 0x-hex string; None for anything else (bools included)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    text = _str(value)
-    if text is None:
-        return None
-    try:
-        return int(text, 16) if text.lower().startswith(('0x', '-0x')) else int(text, 10)
-    except ValueError:
-        return None
 
 
 def _bool(value: t.Any) -> bool | None:
