@@ -21,12 +21,21 @@ import typing as t
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import STAMP_FORMAT, STATUS_ORDER, parse_timestamp, utc_moment, utc_now
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import AUTH_FAILURE
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import page as page  # re-exported
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import page
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import printable, redact
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_formats import (  # the names below are re-exported
-    CSV_FIELDS as CSV_FIELDS, RENDERERS, by_urgency, csv_row as csv_row, render_csv as render_csv, render_json as render_json,
-    render_markdown as render_markdown,
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_formats import (
+    CSV_FIELDS, RENDERERS, by_urgency, csv_row, render_csv, render_json, render_markdown,
 )
+
+# The report's API, including the renderers and the HTML page re-exported from _report_formats and _report_html.
+__all__ = [
+    'CSV_FIELDS', 'RECORD_FIELDS', 'RENDERERS', 'REPORT_FILES', 'REPORT_FORMAT', 'RUN_FIELDS', 'STATS_NEEDS_ACTION_LIMIT',
+    'STATS_PLAN_LIMIT', 'apply_fleet_max', 'broken_record', 'build_document', 'build_records', 'by_urgency', 'csv_row',
+    'default_report_dir', 'empty_record', 'failed_record', 'fleet_lines', 'fleet_max_version', 'is_auth_failure',
+    'load_report', 'merge_records', 'missing_record', 'needs_action_rows', 'page', 'record_from_result', 'render_csv',
+    'render_json', 'render_markdown', 'run_metadata', 'sanitize', 'short_action', 'stats_summary', 'summarize',
+    'unreachable_record', 'verdict_record', 'write_file_atomic', 'write_report',
+]
 
 REPORT_FORMAT = 1
 REPORT_FILES = {'json': 'report.json', 'csv': 'report.csv', 'markdown': 'report.md', 'html': 'report.html'}
