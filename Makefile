@@ -39,20 +39,20 @@ export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Steps of `make test`, fastest first; the first failure stops the run.
-TEST_STEPS ?= pscheck units transports changelog-lint lint docs-lint sanity build importer integration lab-tests
+TEST_STEPS ?= pscheck ruff typing units-ansible-test transports changelog-lint lint docs-lint sanity build importer integration lab-tests
 
-# pytest exit status 5 means "no tests collected": a folder that has no tests yet is not a failure.
-pytest_allow_empty = rc=0; $(VBIN)/python -m pytest $(1) || rc=$$?; if [ $$rc -eq 5 ]; then echo "NOTE: no tests collected in $(2) yet"; rc=0; fi; exit $$rc
-
-.PHONY: help venv collection units transports pscheck sanity lint docs-lint changelog-lint build install-test \
-        importer integration lab-tests test demo lab bench clean
+.PHONY: help venv collection ruff typing units units-ansible-test transports pscheck sanity lint docs-lint changelog-lint build install-test \
+        importer ee integration lab-tests test demo lab bench clean
 
 help:
 	@echo 'Targets:'
 	@echo '  venv            create $(VENV) ($(PYTHON)) with ansible-core $(ANSIBLE).x and all test tools'
 	@echo '  collection      stage the working tree at $(COLL_DIR)'
 	@echo '  pscheck         PowerShell 5.1 static check of every tracked *.ps1/*.psm1/*.psd1'
-	@echo '  units           pytest tests/unit'
+	@echo '  ruff            ruff check and pycodestyle (pyproject.toml: line length 160 and the ignores of the sanity pep8 test)'
+	@echo '  typing          mypy on plugins/ and tests/lab (settings in pyproject.toml)'
+	@echo '  units           pytest tests/unit (quick, on this checkout)'
+	@echo '  units-ansible-test  ansible-test units --venv on a staged copy (tests/unit/requirements.txt)'
 	@echo '  transports      transport contract tests under ansible-core $(TRANSPORT_VERSIONS) (venvs in .build/transports)'
 	@echo '  changelog-lint  antsibull-changelog lint (fragments and changelog.yaml)'
 	@echo '  lint            ansible-lint --offline --profile production'
@@ -60,6 +60,7 @@ help:
 	@echo '  sanity          ansible-test sanity --venv (no ignore files)'
 	@echo '  build           ansible-galaxy collection build + install of the tarball into a temp path'
 	@echo '  importer        galaxy-importer on the tarball (no container)'
+	@echo '  ee              execution environment build context (ansible-builder create) in .build/ee/context'
 	@echo '  integration     pytest tests/integration (playbooks against the lab)'
 	@echo '  lab-tests       pytest tests/lab/tests'
 	@echo '  test            all of the above: $(TEST_STEPS)'
@@ -93,6 +94,7 @@ stage = rm -rf $(1) && mkdir -p $(1) \
 	   | tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(1) \
 	&& git -C $(1) init -q && echo "staged $(NAMESPACE).$(NAME) at $(1)"
 SANITY_DIR := $(BUILD)/sanity/ansible_collections/$(NAMESPACE)/$(NAME)
+UNITS_DIR  := $(BUILD)/units/ansible_collections/$(NAMESPACE)/$(NAME)
 DOCS_DIR   := $(BUILD)/docs-lint/ansible_collections/$(NAMESPACE)/$(NAME)
 
 collection: $(STAMP)
@@ -101,12 +103,31 @@ collection: $(STAMP)
 # ---------------------------------------------------------------------------------------------
 # checks
 pscheck: $(STAMP)
-	@files=$$(git ls-files --cached --others --exclude-standard -- '*.ps1' '*.psm1' '*.psd1'); \
-	if [ -z "$$files" ]; then echo 'pscheck: no PowerShell files in the repository'; exit 0; fi; \
-	$(VBIN)/python tools/pscheck.py $$files
+	$(VBIN)/python tools/pscheck.py $$(git ls-files --cached --others --exclude-standard -- '*.ps1' '*.psm1' '*.psd1')
+
+# ruff, plus pycodestyle for the continuation-line and blank-line rules ruff does not implement, with the
+# settings of ansible-test's pep8 test (so `make sanity` finds nothing new there).
+PEP8_IGNORE := $(shell sed -n 's/^ignore = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '" ' | sed 's/$$/,W503,W504,E704/')
+ruff: $(STAMP)
+	$(VBIN)/ruff check --no-cache .
+	$(VBIN)/python -m pycodestyle --max-line-length 160 --ignore $(PEP8_IGNORE) --exclude '.build,.venv*,tests/output' .
+
+# mypy resolves the collection's own imports (ansible_collections.secure_endpoint.tetra...) through a
+# symlink to this checkout, never through a staged copy, so it always checks the working tree.
+MYPY_ROOT := $(BUILD)/mypy
+typing: $(STAMP)
+	@mkdir -p $(MYPY_ROOT)/ansible_collections/$(NAMESPACE) && ln -sfn $(CURDIR) $(MYPY_ROOT)/ansible_collections/$(NAMESPACE)/$(NAME)
+	MYPYPATH=$(MYPY_ROOT):$(CURDIR) $(VBIN)/python -m mypy -p ansible_collections.$(NAMESPACE).$(NAME).plugins -p tests.lab
 
 units: $(STAMP)
-	$(call pytest_allow_empty,tests/unit -q,tests/unit)
+	$(VBIN)/python -m pytest tests/unit -q
+
+# The standard entry point: ansible-test units in its own virtual environment, with the packages of
+# tests/unit/requirements.txt, on a staged copy (as Galaxy users and CI of other collections run it).
+units-ansible-test: $(STAMP)
+	@$(call stage,$(UNITS_DIR))
+	$(VBIN)/python tools/ansible_test_offline.py
+	cd $(UNITS_DIR) && $(VBIN)/ansible-test units --venv --python $$($(VBIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
 
 # The transport contract tests (winrm, psrp, ssh connection plugins) under every supported
 # ansible-core: $(ANSIBLE) in $(VENV), the others in small venvs under .build/transports/<version>
@@ -168,6 +189,15 @@ build: $(STAMP)
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install-test $(VBIN)/ansible-galaxy collection list $(NAMESPACE).$(NAME) \
 	  | grep -E '^$(NAMESPACE)\.$(NAME) +$(VERSION)'
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install-test $(VBIN)/ansible-doc -l $(NAMESPACE).$(NAME) >/dev/null
+	@if tar tzf $(TARBALL) | grep -E '^(tests|tools)/|(^|/)(conftest|test_[^/]*)\.py$$'; then \
+	  echo 'build: the tarball carries the test files above (galaxy.yml build_ignore)'; exit 1; fi
+	@echo "build: $$(tar tzf $(TARBALL) | grep -vc '/$$') files in $(TARBALL), no tests, lab, bench or tools"
+	@mkdir -p $(BUILD)/ee && cp $(TARBALL) $(BUILD)/ee/$(NAMESPACE)-$(NAME).tar.gz
+
+# The execution environment's build context (no container engine needed); the version comes from galaxy.yml.
+ee: build
+	$(VBIN)/ansible-builder create -f execution-environment.yml -c $(BUILD)/ee/context
+	@echo "ee: build the image with: ansible-builder build -f execution-environment.yml -t secure-endpoint-tetra-ee:$(VERSION)"
 
 # galaxy-importer as Galaxy/Automation Hub run it on upload, without a container: see
 # tests/galaxy-importer.cfg. Any ERROR or WARNING it prints fails the target.
@@ -179,12 +209,10 @@ importer: build
 	@grep -q 'Importer processing completed successfully' $(BUILD)/importer.log
 
 integration: collection
-	@if [ ! -d tests/integration ]; then echo 'SKIP integration: tests/integration does not exist yet'; exit 0; fi; \
-	$(call pytest_allow_empty,tests/integration -q,tests/integration)
+	$(VBIN)/python -m pytest tests/integration -q
 
 lab-tests: $(STAMP)
-	@if [ ! -d tests/lab/tests ]; then echo 'SKIP lab-tests: tests/lab/tests does not exist yet'; exit 0; fi; \
-	$(call pytest_allow_empty,tests/lab/tests -q,tests/lab/tests)
+	$(VBIN)/python -m pytest tests/lab/tests -q
 
 # Runs the steps in order, stops at the first failure and prints a summary with timings either
 # way; the last line reads "steps: N passed, N failed, N skipped". Logs: .build/steps/<step>.log.
@@ -213,8 +241,6 @@ lab: collection
 # Starts the lab fleet in the background, waits for its inventory, runs diagnose.yml against it
 # and prints where the report is. The lab is stopped on exit, also on failure or Ctrl-C.
 demo: collection
-	@for f in playbooks/diagnose.yml $(FLEET); do \
-	  if [ ! -e "$$f" ]; then echo "demo: $$f does not exist yet"; exit 1; fi; done
 	@rm -f $(LAB_INVENTORY); mkdir -p $(BUILD)/demo; \
 	$(VBIN)/python -m tests.lab serve --fleet $(FLEET) --inventory $(LAB_INVENTORY) > $(BUILD)/demo/lab.log 2>&1 & \
 	lab=$$!; trap 'kill $$lab 2>/dev/null; wait $$lab 2>/dev/null || true' EXIT; \

@@ -25,16 +25,25 @@ import typing as t
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUEST_MODULE = os.path.join(REPO_ROOT, 'plugins', 'plugin_utils', '_request.py')
+COMMON_MODULE = os.path.join(REPO_ROOT, 'plugins', 'plugin_utils', '_common.py')
 DEFAULT_OUTPUT = os.path.join(REPO_ROOT, 'files', 'collect-request.json')
-EVIDENCE_FORMAT = 1  # added by _remote.EvidenceCall to every request
 
 
-def _request_module() -> t.Any:
-    """plugins/plugin_utils/_request.py, loaded from its file (it imports nothing from the collection)."""
-    spec = importlib.util.spec_from_file_location('tetra_request_builder', REQUEST_MODULE)
+def _load(name: str, path: str) -> t.Any:
+    """A plugin_utils module that imports nothing from the collection, loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
+
+
+def _request_module() -> t.Any:
+    """plugins/plugin_utils/_request.py (the request builder)."""
+    return _load('tetra_request_builder', REQUEST_MODULE)
+
+
+# Added by _remote.EvidenceCall to every request; defined once in plugins/plugin_utils/_common.py.
+EVIDENCE_FORMAT = _load('tetra_common', COMMON_MODULE).EVIDENCE_FORMAT
 
 
 def collect_request() -> dict[str, t.Any]:

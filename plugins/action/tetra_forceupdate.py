@@ -69,7 +69,7 @@ class ActionModule(TetraActionBase):
         started = self.clock.now()
         try:
             document = self.call(build_request('forceupdate', POLL_SECTIONS, args))
-            run = document.get('forceupdate') if isinstance(document.get('forceupdate'), dict) else {}
+            run: dict[str, t.Any] = document['forceupdate'] if isinstance(document.get('forceupdate'), dict) else {}
             result['forceupdate'] = run
             stop = self.check_run(run, result)
             if stop:

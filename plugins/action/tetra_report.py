@@ -13,6 +13,7 @@ from ansible.plugins.action import ActionBase
 from ansible.release import __version__ as ANSIBLE_CORE_VERSION
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _report
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import utc_now
 
 ARGUMENT_SPEC: dict[str, t.Any] = {
     'hosts': {'type': 'list', 'elements': 'str', 'default': []},
@@ -98,7 +99,7 @@ class ActionModule(ActionBase):
         sources = task_vars.get('ansible_inventory_sources')
         inventory = ', '.join(str(s) for s in sources) if isinstance(sources, (list, tuple)) else sources
         return {'inventory': inventory or None, 'ansible_core': ANSIBLE_CORE_VERSION, 'collection': collection_version(),
-                'started': args.get('started'), 'finished': _report.utc_now(),
+                'started': args.get('started'), 'finished': utc_now(),
                 'check_mode': bool(task_vars.get('ansible_check_mode')), 'limit': task_vars.get('ansible_limit') or None}
 
     @staticmethod

@@ -29,6 +29,7 @@ from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remediation as rem
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import utc_now
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import write_file_atomic
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request, check_path, fill_placeholders, windows_commands
@@ -151,7 +152,7 @@ class ActionModule(TetraActionBase):
                                wait_s, wait_source, work_dir, folder))
         request = dict(build_request('support_start', (), args), capture=args['capture'], capture_max_mb=args['capture_max_mb'], work_dir=work_dir,
                        safety_net=net)
-        times: dict[str, t.Any] = {'started': rem.utc_now()}
+        times: dict[str, t.Any] = {'started': utc_now()}
         start, finish = self.start_wait_finish(request, wait_s, times)
         if finish is None:
             # The endpoint refused before starting anything (no safety net could be armed): nothing to stop.
@@ -160,7 +161,7 @@ class ActionModule(TetraActionBase):
                             % (start.get('refused'), self.refusal_text(start)))
         files = self.transfer(finish, folder, args['chunk_size'])
         remote = self.remove_remote(work_dir) if args['remove_remote'] else {'removed': False, 'error': None}
-        times['finished'] = rem.utc_now()
+        times['finished'] = utc_now()
         cleanup = self.cleanup_state(args['capture'], start, finish)
         document = rem.manifest(host, (facts.get('host') or {}).get('computer_name'), work_dir, files, times, {
             'connector_version': rem.connector_version(facts), 'capture': args['capture'], 'wait_s': wait_s, 'wait_source': wait_source,
@@ -216,7 +217,7 @@ class ActionModule(TetraActionBase):
         waited_from = self.clock.now()
         try:
             start = self.support_call(request, 'support_start')
-            times['support_started'] = rem.utc_now()
+            times['support_started'] = utc_now()
             if start.get('refused'):
                 return start, None
             waited_from = self.clock.now()
@@ -234,7 +235,7 @@ class ActionModule(TetraActionBase):
                                  'safety-net task %s fires (%s; or stop them with "sfc.exe -l stop" and "pktmon stop"/"netsh trace stop"): %s'
                                  % (self.safety_net_name(request), self.fires_at(start), exc.result.get('msg')))
             raise
-        times['support_finished'] = rem.utc_now()
+        times['support_finished'] = utc_now()
         return start, finish
 
     def finish_after_failure(self, request: dict[str, t.Any], failure: BaseException) -> None:
@@ -242,7 +243,7 @@ class ActionModule(TetraActionBase):
         self.reconnect()
         try:
             finish = self.support_call(dict(request, action='support_finish'), 'support_finish')
-            note = {'support_finish': finish, 'cleanup': self.cleanup_state(request.get('capture', 'none'), {}, finish)}
+            note: dict[str, t.Any] = {'support_finish': finish, 'cleanup': self.cleanup_state(request.get('capture', 'none'), {}, finish)}
             text = 'support_finish ran: debug logging and capture were stopped'
         except RemoteError as exc:
             note = {'support_finish_error': exc.result.get('msg')}
@@ -283,7 +284,7 @@ class ActionModule(TetraActionBase):
         """Whether debug logging and the capture were stopped, from support_finish's answer."""
         logging = finish.get('debug_logging') or {}
         stop = finish.get('capture') or {}
-        net = finish.get('safety_net') if isinstance(finish.get('safety_net'), dict) else {}
+        net: dict[str, t.Any] = finish['safety_net'] if isinstance(finish.get('safety_net'), dict) else {}
         error = net.get('error') if isinstance(net.get('error'), dict) else None
         return {
             'debug_logging_stopped': logging.get('exit_code') == 0 or logging.get('stopped') is True,
@@ -306,7 +307,7 @@ class ActionModule(TetraActionBase):
             rem.check_support_file(entry['path'], work_dir)
         os.makedirs(folder, exist_ok=True)
         files = []
-        for entry, name in zip(listed, distinct_names(str(f['path']) for f in listed)):
+        for entry, name in zip(listed, distinct_names(str(f['path']) for f in listed), strict=True):
             local = os.path.join(folder, name)
             size = entry.get('size') if isinstance(entry.get('size'), int) else None
             verified = self.fetch(str(entry['path']), local, size, entry.get('sha256'), chunk_size)

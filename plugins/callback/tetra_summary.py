@@ -64,6 +64,7 @@ from collections.abc import Mapping
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import STATUS_ORDER, status_rank
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import is_auth_failure
 
 # Loaded once here, in the parent process, the connection libraries are inherited by every forked worker
@@ -84,8 +85,6 @@ def preload(names: t.Iterable[str] = PRELOAD_MODULES) -> list[str]:
 
 
 PRELOADED = preload()
-
-STATUS_ORDER = ('failing', 'unreachable', 'unknown', 'not_installed', 'stale', 'ok')
 
 
 def result_data(result: t.Any) -> Mapping[str, t.Any]:
@@ -121,10 +120,6 @@ def count_rows(rows: dict[str, dict[str, t.Any]]) -> tuple[dict[str, int], dict[
         by_status[row['status']] = by_status.get(row['status'], 0) + 1
         by_cause[row['cause']] = by_cause.get(row['cause'], 0) + 1
     return by_status, by_cause
-
-
-def rank(status: str) -> int:
-    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
 
 
 def table(header: tuple[str, ...], rows: list[tuple[t.Any, ...]]) -> list[str]:
@@ -185,7 +180,7 @@ class CallbackModule(CallbackBase):
         by_status, by_cause, action_rows, total = self._figures()
         lines = ['', 'TETRA SUMMARY (%d hosts) %s' % (total, '*' * 50)]
         lines += self._plan_lines()
-        lines += table(('status', 'hosts'), [(s, by_status[s]) for s in sorted(by_status, key=rank) if by_status[s]])
+        lines += table(('status', 'hosts'), [(s, by_status[s]) for s in sorted(by_status, key=status_rank) if by_status[s]])
         lines.append('')
         causes = sorted(by_cause.items(), key=lambda item: (-item[1], item[0]))
         lines += table(('cause', 'hosts'), [item for item in causes if item[1]])
@@ -198,7 +193,7 @@ class CallbackModule(CallbackBase):
     def _plan_lines(self) -> list[str]:
         """The action plan: the report's (grouped by shared attributes) or the verdicts grouped by cause."""
         if self.report is not None:
-            plan = [group for group in self.report.get('plan') or [] if isinstance(group, Mapping)]
+            plan: list[t.Any] = [group for group in self.report.get('plan') or [] if isinstance(group, Mapping)]
         else:
             records = [dict(row, host=host) for host, row in self.rows.items()]
             plan = _plan.build_plan(records, status_order=STATUS_ORDER)
@@ -221,7 +216,7 @@ class CallbackModule(CallbackBase):
                     list(self.report.get('needs_action') or []), int(summary.get('total') or 0))
         by_status, by_cause = count_rows(self.rows)
         rows = [dict(row, host=host) for host, row in self.rows.items() if row['status'] != 'ok']
-        rows.sort(key=lambda row: (rank(row['status']), row['cause'], row['host']))
+        rows.sort(key=lambda row: (status_rank(row['status']), row['cause'], row['host']))
         return by_status, by_cause, rows, len(self.rows)
 
     def _action_lines(self, rows: list[dict[str, t.Any]], by_status: dict[str, int]) -> list[str]:

@@ -3,19 +3,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import re
-
-from ansible.errors import AnsibleParserError
-from ansible.module_utils.common.text.converters import to_text
-from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible.utils.display import Display
-
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import (
-    ConsoleClient, ConsoleError, api_url, apply_query, console_state, is_aged, is_offline, matches,
-)
-
 DOCUMENTATION = r'''
 name: computers
 short_description: Computers from the Cisco Secure Endpoint console, grouped by TETRA definitions state
@@ -145,6 +132,20 @@ cache_timeout: 600
 #   ansible-playbook -i prod.computers.yml secure_endpoint.tetra.diagnose -l definitions_failed
 '''
 
+import datetime
+import ipaddress
+import re
+import typing as t
+
+from ansible.errors import AnsibleParserError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.display import Display
+
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import (
+    ConsoleClient, ConsoleError, api_url, apply_query, console_state, is_aged, is_offline, matches,
+)
+
 display = Display()
 _GUID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', re.I)
 HOST_SOURCES = ('hostname', 'internal_ip', 'external_ip', 'network_address')
@@ -250,7 +251,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         preference = self.get_option('ansible_host_preference')
         console_var = self.get_option('console_var')
         source = api_url(self.get_option('url'), self.get_option('region'))
-        chosen = {}
+        chosen: dict[str, t.Any] = {}
         for record in records:
             name = name_for(record, self.get_option('inventory_hostname'))
             if not name:

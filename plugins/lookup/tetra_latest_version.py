@@ -146,7 +146,7 @@ def proxy_environment(proxy: str | None):
         yield
         return
     saved = {name: os.environ.get(name) for name in _PROXY_VARIABLES}
-    os.environ.update({name: proxy for name in _PROXY_VARIABLES})
+    os.environ.update(dict.fromkeys(_PROXY_VARIABLES, proxy))
     try:
         yield
     finally:

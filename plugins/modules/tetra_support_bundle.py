@@ -157,8 +157,8 @@ safety_net:
   description:
     - The endpoint-side safety net the run arms (or would arm in check mode) - the task name, seconds from
       C(support_start) to the task firing, its time limit and the request commands it runs, in order.
-    - The endpoint's records are in RV(support_start.safety_net) (C(registered), C(fires_at), C(actions)) and
-      RV(support_finish.safety_net) (C(existed), C(fired), C(removed)).
+    - The endpoint's records are the C(safety_net) keys of RV(support_start) (C(registered), C(fires_at), C(actions)) and
+      of RV(support_finish) (C(existed), C(fired), C(removed)).
   returned: unless refused by the install check
   type: dict
   sample: {task: secure_endpoint.tetra support 20261128T023000Z-1a2b3c4d, delay_s: 2520, time_limit_s: 600, stop: [pktmon_stop, sfc_log_stop]}

@@ -160,6 +160,7 @@ _CURL_CUT = re.compile(r'Connection was reset|Connection was aborted|failed to r
 
 
 def _int(value: t.Any) -> int | None:
+    """An integer from an int, a whole float or a decimal / 0x-hex string; None for anything else (bools included)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):

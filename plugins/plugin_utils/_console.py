@@ -25,6 +25,8 @@ from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import utc_moment
+
 Data = t.Dict[str, t.Any]
 
 REGION_API_URLS = {
@@ -105,10 +107,6 @@ def hours_since(value: t.Any, now: datetime.datetime) -> float | None:
     if then is None:
         return None
     return round((now - then).total_seconds() / 3600.0, 1)
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _age(hours: float | None) -> str:
@@ -312,7 +310,7 @@ def console_state(record: Data, source: str | None = None) -> Data:
     inventory never shows stale ages; ages are computed where they are used)."""
     defs = record.get('av_update_definitions') if isinstance(record.get('av_update_definitions'), dict) else None
     groups = [g for g in record.get('groups') or [] if isinstance(g, dict)]
-    policy = record.get('policy') if isinstance(record.get('policy'), dict) else {}
+    policy: dict[str, t.Any] = record['policy'] if isinstance(record.get('policy'), dict) else {}
     return {
         'connector_guid': record.get('connector_guid'),
         'hostname': record.get('hostname'),
@@ -428,8 +426,8 @@ def console_line(summary: Data) -> str:
 def _set_primary(verdict: Data, name: str, lines: list[str]) -> None:
     """Make a console cause the verdict's primary cause; the former one becomes secondary."""
     cause = CONSOLE_CAUSES[name]
-    former = {'cause': verdict.get('cause'), 'summary': verdict.get('summary'), 'evidence': list(verdict.get('evidence') or []),
-              'action': verdict.get('action'), 'remediable': verdict.get('remediable')}
+    former: Data = {'cause': verdict.get('cause'), 'summary': verdict.get('summary'), 'evidence': list(verdict.get('evidence') or []),
+                    'action': verdict.get('action'), 'remediable': verdict.get('remediable')}
     verdict.update(status=cause['status'], cause=name, summary=cause['summary'], action=cause['action'], remediable=cause['remediable'])
     verdict['evidence'] = lines + [line for line in former['evidence'] if line not in lines]
     verdict['secondary'] = [former] + list(verdict.get('secondary') or [])
@@ -450,7 +448,7 @@ def apply_console(verdict: Data, facts: Data | None, console: Data | None, now: 
     """
     if not isinstance(console, dict) or not console:
         return verdict
-    now = now or utc_now()
+    now = now or utc_moment()
     result = dict(verdict)
     result['evidence'] = list(verdict.get('evidence') or [])
     result['secondary'] = list(verdict.get('secondary') or [])
@@ -501,7 +499,7 @@ def unreachable_note(console: Data | None, now: datetime.datetime | None = None,
     """What the console says about a host Ansible could not reach: offline for days is not a TETRA problem."""
     if not isinstance(console, dict) or not console:
         return None
-    now = now or utc_now()
+    now = now or utc_moment()
     summary = console_summary(console, now)
     if summary['last_seen_hours'] is not None and summary['last_seen_hours'] >= offline_hours:
         return ('console: not seen for %s, the computer is offline (not a TETRA problem)'

@@ -48,7 +48,8 @@ def with_verdict_msg(result: Data) -> Data:
 def posture_msg(result: Data) -> str:
     if not result.get('installed'):
         return 'No Secure Endpoint connector is installed on this host'
-    connected = {True: 'connected', False: 'NOT connected'}.get(result.get('connected'), 'connection unknown')
+    names: dict[t.Any, str] = {True: 'connected', False: 'NOT connected'}
+    connected = names.get(result.get('connected'), 'connection unknown')
     return 'connector %s, TETRA %s (from %s), %s, service %s' % (
         result.get('connector_version') or 'unknown', result.get('tetra_version') if result.get('tetra_version') is not None else 'unknown',
         result.get('tetra_version_source') or 'nowhere', connected, (result.get('service') or {}).get('state') or 'missing')

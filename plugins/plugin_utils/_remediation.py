@@ -21,6 +21,7 @@ import time
 import typing as t
 import uuid
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import STAMP_FORMAT, utc_moment
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import FORCEUPDATE_MIN_VERSION, version_tuple
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import windows_commands
 
@@ -77,10 +78,6 @@ class Clock:
     def sleep(seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 def connector_version(facts: Facts) -> str | None:
@@ -264,8 +261,8 @@ def check_support_file(path: t.Any, work_dir: str) -> str:
 
 def new_work_dir(now: datetime.datetime | None = None) -> str:
     """A fresh per-run folder under C:\\Windows\\Temp (the only endpoint path the bundle writes)."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    return '%s\\tetra-support-%s-%s' % (WORK_DIR_ROOT, now.strftime('%Y%m%dT%H%M%SZ'), uuid.uuid4().hex[:8])
+    now = now or utc_moment()
+    return '%s\\tetra-support-%s-%s' % (WORK_DIR_ROOT, now.strftime(STAMP_FORMAT), uuid.uuid4().hex[:8])
 
 
 def safe_name(name: str, fallback: str = 'file') -> str:

@@ -5,14 +5,13 @@
 
 Input is what ``tetra_diagnose`` returned for each host (or nothing, or an unreachable result);
 output is one record per host in report format 1. Nothing here touches an endpoint.
+
+The file formats (JSON, CSV, Markdown) are in _report_formats.py, the HTML page in _report_html.py.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime
-import html
-import io
 import json
 import os
 import re
@@ -20,33 +19,38 @@ import tempfile
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import STAMP_FORMAT, STATUS_ORDER, parse_timestamp, utc_moment, utc_now
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import AUTH_FAILURE
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import page
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import printable, redact
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import STATUS_ORDER, page
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_formats import (
+    CSV_FIELDS, RENDERERS, by_urgency, csv_row, render_csv, render_json, render_markdown,
+)
+
+# The report's API, including the renderers and the HTML page re-exported from _report_formats and _report_html.
+__all__ = [
+    'CSV_FIELDS', 'RECORD_FIELDS', 'RENDERERS', 'REPORT_FILES', 'REPORT_FORMAT', 'RUN_FIELDS', 'STATS_NEEDS_ACTION_LIMIT',
+    'STATS_PLAN_LIMIT', 'apply_fleet_max', 'broken_record', 'build_document', 'build_records', 'by_urgency', 'csv_row',
+    'default_report_dir', 'empty_record', 'failed_record', 'fleet_lines', 'fleet_max_version', 'is_auth_failure',
+    'load_report', 'merge_records', 'missing_record', 'needs_action_rows', 'page', 'record_from_result', 'render_csv',
+    'render_json', 'render_markdown', 'run_metadata', 'sanitize', 'short_action', 'stats_summary', 'summarize',
+    'unreachable_record', 'verdict_record', 'write_file_atomic', 'write_report',
+]
 
 REPORT_FORMAT = 1
 REPORT_FILES = {'json': 'report.json', 'csv': 'report.csv', 'markdown': 'report.md', 'html': 'report.html'}
 RECORD_FIELDS = ('host', 'status', 'cause', 'summary', 'evidence', 'action', 'remediable', 'secondary',
                  'versions', 'last_success', 'age_hours', 'timings', 'checked_at')
-CSV_FIELDS = ('host', 'status', 'cause', 'summary', 'action', 'remediable', 'connector', 'tetra', 'latest',
-              'latest_source', 'behind', 'last_success', 'age_hours', 'endpoint_ms', 'round_trip_ms',
-              'checked_at', 'evidence', 'secondary')
 STATS_NEEDS_ACTION_LIMIT = 100
 STATS_PLAN_LIMIT = 20
-
-_FORMULA_START = ('=', '+', '-', '@', '\t', '\r')
 
 Record = dict[str, t.Any]
 DiagnoseFn = t.Callable[..., dict[str, t.Any]]
 
 
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
-
-
 def default_report_dir(base: str | None = None, now: datetime.datetime | None = None) -> str:
     """``<base or cwd>/out/tetra-report-<UTC timestamp>``."""
-    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime('%Y%m%dT%H%M%SZ')
+    stamp = (now or utc_moment()).strftime(STAMP_FORMAT)
     return os.path.join(base or os.getcwd(), 'out', 'tetra-report-%s' % stamp)
 
 
@@ -211,7 +215,7 @@ def apply_fleet_max(results: dict[str, t.Any], diagnose_fn: DiagnoseFn | None = 
 
 def _parse_time(value: t.Any) -> datetime.datetime | None:
     try:
-        return datetime.datetime.strptime(str(value), '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+        return parse_timestamp(str(value))
     except ValueError:
         return None
 
@@ -284,17 +288,9 @@ def merge_records(*record_lists: list[Record]) -> list[Record]:
 # --- summary ----------------------------------------------------------------------------------
 
 
-def status_rank(status: str) -> int:
-    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
-
-
-def by_urgency(records: list[Record]) -> list[Record]:
-    return sorted(records, key=lambda r: (status_rank(r['status']), str(r['cause']), str(r['host'])))
-
-
 def summarize(records: list[Record]) -> dict[str, t.Any]:
     """Counts by status (every status present, most urgent first) and by cause."""
-    by_status = {status: 0 for status in STATUS_ORDER}
+    by_status = dict.fromkeys(STATUS_ORDER, 0)
     by_cause: dict[str, int] = {}
     for record in records:
         by_status[record['status']] = by_status.get(record['status'], 0) + 1
@@ -370,91 +366,6 @@ def fleet_lines(document: dict[str, t.Any], paths: dict[str, str], folder: str, 
         lines += _plan.plan_lines(document['plan'], plan_limit)
     lines += ['', 'Report: %s' % (paths.get('html') or paths.get('json') or folder)]
     return lines
-
-
-def render_json(document: dict[str, t.Any]) -> str:
-    return json.dumps(document, indent=2, sort_keys=True, default=str) + '\n'
-
-
-def _csv_safe(value: t.Any) -> t.Any:
-    """Text that spreadsheets would run as a formula is prefixed with a quote."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def csv_row(record: Record) -> dict[str, t.Any]:
-    versions = record.get('versions') or {}
-    timings = record.get('timings') or {}
-    row = {name: record.get(name) for name in CSV_FIELDS}
-    row.update({name: versions.get(name) for name in ('connector', 'tetra', 'latest', 'latest_source', 'behind')})
-    row.update({name: timings.get(name) for name in ('endpoint_ms', 'round_trip_ms')})
-    row['evidence'] = ' | '.join(record.get('evidence') or [])
-    row['secondary'] = ' | '.join(str(item.get('cause')) for item in record.get('secondary') or [] if isinstance(item, dict))
-    return {name: _csv_safe('' if value is None else value) for name, value in row.items()}
-
-
-def render_csv(records: list[Record]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator='\n')
-    writer.writeheader()
-    for record in sorted(records, key=lambda r: str(r['host'])):
-        writer.writerow(csv_row(record))
-    return buffer.getvalue()
-
-
-def _md(value: t.Any) -> str:
-    """One Markdown table cell: no pipes, no line breaks, no raw HTML."""
-    text = '' if value is None else str(value)
-    text = html.escape(text, quote=False).replace('|', '\\|')
-    return re.sub(r'\s*[\r\n]+\s*', ' ', text).strip()
-
-
-def _md_table(header: tuple[str, ...], rows: list[tuple[t.Any, ...]]) -> list[str]:
-    lines = ['| %s |' % ' | '.join(header), '|%s' % ('---|' * len(header))]
-    lines.extend('| %s |' % ' | '.join(_md(cell) for cell in row) for row in rows)
-    return lines
-
-
-def _md_run(run: dict[str, t.Any]) -> str:
-    parts = ['%s %s' % (label, _md(run.get(name))) for name, label in (
-        ('inventory', 'inventory'), ('ansible_core', 'ansible-core'), ('collection', 'collection'),
-        ('started', 'started'), ('duration_s', 'duration (s)')) if run.get(name) not in (None, '', [])]
-    return ('Run: %s.' % '; '.join(parts)) if parts else ''
-
-
-def render_markdown(document: dict[str, t.Any]) -> str:
-    summary = document['summary']
-    lines = ['# %s' % _md(document['title']), '',
-             'Generated %s: %d hosts, %d ok, %d need action.' % (
-                 _md(document['generated_at']), summary['total'], summary['ok'], summary['needs_action']), '']
-    run = _md_run(document.get('run') or {})
-    if run:
-        lines += [run, '']
-    plan = document.get('plan') or []
-    if plan:
-        lines += ['## Action plan', '', 'One action per group of hosts that share the cause and what they have in common.', '']
-        lines += _md_table(('cause', 'hosts', 'shared', 'team', 'action', 'host names'),
-                           [(g['cause'], g['count'], '%s %s' % (g['shared']['label'], g['shared']['value']) if g.get('shared') else '',
-                             g['team_label'], g['action'], ', '.join(g['hosts'])) for g in plan])
-        lines += ['', '## Summary', '']
-    lines += _md_table(('status', 'hosts'), [(s, n) for s, n in summary['by_status'].items() if n])
-    lines += ['']
-    lines += _md_table(('cause', 'hosts'), list(summary['by_cause'].items()))
-    rows = [(r['host'], r['status'], r['cause'], r.get('summary'), r.get('action'))
-            for r in by_urgency(document['hosts']) if r['status'] != 'ok']
-    if rows:
-        lines += ['', '## Hosts that need action', '']
-        lines += _md_table(('host', 'status', 'cause', 'summary', 'action'), rows)
-    return '\n'.join(lines) + '\n'
-
-
-RENDERERS: dict[str, t.Callable[[dict[str, t.Any]], str]] = {
-    'json': render_json,
-    'csv': lambda document: render_csv(document['hosts']),
-    'markdown': render_markdown,
-    'html': page,
-}
 
 
 def _file_mode() -> int:

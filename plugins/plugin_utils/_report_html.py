@@ -12,10 +12,9 @@ from __future__ import annotations
 import html
 import typing as t
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import status_rank
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import printable
 
-# Most urgent first: the order of summaries and of the table's default sort.
-STATUS_ORDER = ('failing', 'unreachable', 'unknown', 'not_installed', 'stale', 'ok')
 STATUS_COLOURS = {
     'failing': '#c62828', 'unreachable': '#6a1b9a', 'unknown': '#757575',
     'not_installed': '#ef6c00', 'stale': '#b8860b', 'ok': '#2e7d32',
@@ -231,7 +230,7 @@ def _blank(value: t.Any) -> t.Any:
 def row(record: dict[str, t.Any]) -> str:
     versions = record.get('versions') or {}
     status = str(record.get('status'))
-    rank = STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+    rank = status_rank(status)
     remediable = 'yes' if record.get('remediable') else ''
     visible = [record.get('host'), status, record.get('cause'), 'remediable' if remediable else '', record.get('summary'),
                versions.get('connector'), versions.get('tetra'), versions.get('behind'), record.get('age_hours'),
@@ -259,8 +258,7 @@ _HEADERS = (('Host', 'text'), ('Status', 'num'), ('Cause', 'text'), ('Remediable
 
 def host_table(records: list[dict[str, t.Any]]) -> str:
     head = ''.join('<th data-type="%s">%s</th>' % (kind, esc(name)) for name, kind in _HEADERS)
-    ordered = sorted(records, key=lambda r: (STATUS_ORDER.index(r['status']) if r['status'] in STATUS_ORDER
-                                             else len(STATUS_ORDER), str(r['cause']), str(r['host'])))
+    ordered = sorted(records, key=lambda r: (status_rank(r['status']), str(r['cause']), str(r['host'])))
     body = ''.join(row(record) for record in ordered)
     return '<div class="table-wrap"><table id="host-table"><thead><tr>%s</tr></thead><tbody>%s</tbody></table></div>' % (head, body)
 

@@ -3,7 +3,7 @@
 
 """Strict type check of an evidence document before anything is concluded from it (issue 12 item 3).
 
-The types are the format's own table, ``_selftest.SHAPES`` / ``_selftest.SECTIONS`` (docs/evidence.md): one
+The types are the format's own table, ``_evidence_format.SHAPES`` / ``_evidence_format.SECTIONS`` (docs/evidence.md): one
 description of the format for the field self-test and for the diagnosis. The diagnosis is more lenient than the
 self-test on presence only: a missing key or a null value is "could not be obtained" (the parsers say so), and a
 one-element list that PowerShell 5.1 unwrapped to its item is accepted. A value of another type (`"install": [1]`,
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._selftest import SECTIONS, SHAPES
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence_format import SECTIONS, SHAPES
 
 _SCALARS: dict[str, tuple[type, ...]] = {'str': (str,), 'stamp': (str,), 'date': (str,), 'int': (int,), 'bool': (bool,), 'dict': (dict,)}
 _MAX_PROBLEMS = 20

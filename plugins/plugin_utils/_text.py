@@ -39,9 +39,9 @@ def _decode_bytes(data: bytes) -> str:
     for bom, codec in _BOMS:
         if data.startswith(bom):
             return data[len(bom):].decode(codec, errors='replace')
-    codec = _nul_pattern(data)
-    if codec:
-        return data.decode(codec, errors='replace')
+    nul_codec = _nul_pattern(data)
+    if nul_codec:
+        return data.decode(nul_codec, errors='replace')
     try:
         return data.decode('utf-8')
     except UnicodeDecodeError:

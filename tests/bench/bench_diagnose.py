@@ -31,8 +31,8 @@ import tempfile
 import time
 
 from tests.lab.lab import Lab
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLEETS = os.path.join(REPO_ROOT, 'tests', 'lab', 'fleets')
 DEAD_NETWORK = ('firewall_blocked', 'revocation_blocked', 'proxy_unreachable', 'system_context_revocation')
 

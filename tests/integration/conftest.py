@@ -13,9 +13,6 @@ Fixtures any ``tests/integration/test_*.py`` can use:
   ``.latest_version``.
 - ``run_playbook``: a function ``(args, env, log_name)`` running ``ansible-playbook`` from the
   repository root and keeping its output in tests/output/integration.
-
-The tests skip only while the lab (``tests/lab/__main__.py`` and ``tests/lab/fleets/catalog.yml``) or
-``tetra_diagnose`` is missing; once both exist every problem is a failure.
 """
 
 from __future__ import annotations
@@ -30,21 +27,13 @@ import typing as t
 
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.lab.scenario import load_fleet
+from tests.paths import REPO_ROOT
+
 OUTPUT_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'integration')
 CATALOG = os.path.join(REPO_ROOT, 'tests', 'lab', 'fleets', 'catalog.yml')
-LAB_MAIN = os.path.join(REPO_ROOT, 'tests', 'lab', '__main__.py')
-DIAGNOSE_ACTION = os.path.join(REPO_ROOT, 'plugins', 'action', 'tetra_diagnose.py')
 VENV_BIN = os.path.dirname(sys.executable)
 LAB_START_TIMEOUT_S = 60
-
-
-def prerequisites_missing() -> str | None:
-    """Why the lab integration tests cannot run yet, or None."""
-    missing = [path for path in (LAB_MAIN, CATALOG, DIAGNOSE_ACTION) if not os.path.exists(path)]
-    if missing:
-        return 'not there yet: %s' % ', '.join(os.path.relpath(path, REPO_ROOT) for path in missing)
-    return None
 
 
 def _has_collection(root: str) -> bool:
@@ -91,8 +80,6 @@ class Lab:
 
 
 def _load_expectations() -> tuple[dict[str, dict[str, t.Any]], int]:
-    sys.path.insert(0, REPO_ROOT)
-    from tests.lab.scenario import load_fleet  # pylint: disable=import-outside-toplevel
     fleet = load_fleet(CATALOG)
     return {host.name: dict(host.expect) for host in fleet.hosts}, fleet.latest_version
 
@@ -121,9 +108,6 @@ def _inventory_hosts(path: str, env: dict[str, str]) -> list[str]:
 
 @pytest.fixture(scope='session')
 def lab_catalog(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Lab]:
-    reason = prerequisites_missing()
-    if reason:
-        pytest.skip('lab integration: ' + reason)
     folder = tmp_path_factory.mktemp('lab')
     inventory, log = str(folder / 'lab.ini'), str(folder / 'lab.log')
     expected, latest = _load_expectations()

@@ -23,11 +23,11 @@ import time
 import typing as t
 
 import pytest
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
-from tests.lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
+from tests.lab import Lab
 
 OUTPUT_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'integration')
 PLAYBOOK = os.path.join(REPO_ROOT, 'playbooks', 'diagnose.yml')

@@ -16,8 +16,8 @@ import sys
 import typing as t
 
 import pytest
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUTPUT_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'integration')
 PLAYBOOK = os.path.join(REPO_ROOT, 'playbooks', 'diagnose.yml')
 BROWSERS = ('chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable')

@@ -15,8 +15,8 @@ import time
 
 import pytest
 import yaml
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CATALOG = os.path.join(REPO_ROOT, 'tests', 'lab', 'fleets', 'catalog.yml')
 VENV_BIN = os.path.dirname(sys.executable)
 

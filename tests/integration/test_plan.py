@@ -20,8 +20,8 @@ import time
 import typing as t
 
 import pytest
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUTPUT_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'integration')
 FLEET = os.path.join(REPO_ROOT, 'tests', 'lab', 'fleets', 'plan.yml')
 PLAYBOOK = os.path.join(REPO_ROOT, 'playbooks', 'diagnose.yml')

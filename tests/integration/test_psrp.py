@@ -29,16 +29,12 @@ from conftest import (  # pylint: disable=import-error
     _inventory_hosts,
     _load_expectations,
     _wait_for_inventory,
-    prerequisites_missing,
 )
 
 
 @pytest.fixture(scope='module')
 def psrp_catalog(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Lab]:
     """The catalog fleet with an inventory for ansible_connection=psrp."""
-    reason = prerequisites_missing()
-    if reason:
-        pytest.skip('lab integration: ' + reason)
     folder = tmp_path_factory.mktemp('lab-psrp')
     inventory, log = str(folder / 'lab.ini'), str(folder / 'lab.log')
     expected, latest = _load_expectations()

@@ -23,8 +23,8 @@ import typing as t
 
 import pytest
 import yaml
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUTPUT_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'integration')
 VENV_BIN = os.path.dirname(sys.executable)
 CATALOG = os.path.join(REPO_ROOT, 'tests', 'lab', 'fleets', 'catalog.yml')
@@ -32,11 +32,6 @@ SCENARIOS = os.path.join(REPO_ROOT, 'tests', 'lab', 'scenarios', 'catalog.yml')
 REMEDIATE = 'playbooks/remediate.yml'
 COLLECT = 'playbooks/collect_support.yml'
 RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
-
-REQUIRED = [os.path.join(REPO_ROOT, 'tests', 'lab', 'lab.py'), CATALOG, os.path.join(REPO_ROOT, 'plugins', 'action', 'tetra_diagnose.py')]
-MISSING = [os.path.relpath(path, REPO_ROOT) for path in REQUIRED if not os.path.exists(path)]
-
-pytestmark = pytest.mark.skipif(bool(MISSING), reason='lab integration: not there yet: %s' % ', '.join(MISSING))
 
 
 def recap(stdout: str) -> dict[str, dict[str, int]]:

@@ -19,8 +19,8 @@ import re
 import typing as t
 
 import pytest
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SELFTEST = os.path.join(REPO_ROOT, 'playbooks', 'selftest.yml')
 DIAGNOSE = os.path.join(REPO_ROOT, 'playbooks', 'diagnose.yml')
 ANALYZE = os.path.join(REPO_ROOT, 'playbooks', 'analyze.yml')

@@ -24,8 +24,8 @@ import typing as t
 
 import pytest
 import yaml
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUTPUT_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'integration')
 VENV_BIN = os.path.dirname(sys.executable)
 SCENARIOS = os.path.join(REPO_ROOT, 'tests', 'lab', 'scenarios', 'catalog.yml')
@@ -42,10 +42,6 @@ HOSTS = {
     'kill_in_finish': {'latency': {'support_bundle_ms': 400000}},
     'not_killed': {},
 }
-
-REQUIRED = [os.path.join(REPO_ROOT, 'tests', 'lab', 'lab.py'), SCENARIOS, os.path.join(REPO_ROOT, 'plugins', 'action', 'tetra_support_bundle.py')]
-MISSING = [os.path.relpath(path, REPO_ROOT) for path in REQUIRED if not os.path.exists(path)]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason='lab integration: not there yet: %s' % ', '.join(MISSING))
 
 
 @pytest.fixture(scope='module')

@@ -18,8 +18,8 @@ import subprocess
 import pytest
 
 from tests.lab.pytest_plugin import tetra_lab_factory  # noqa: F401  pylint: disable=unused-import
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNREACHABLE = {'wrong_password', 'host_down'}
 
 

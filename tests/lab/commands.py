@@ -219,6 +219,7 @@ class CommandRunner:
 
     def run_request(self, script: str, run: ScriptRun) -> Execution:
         request = run.request
+        assert request is not None, 'read_script gives a request whenever it reports no problem'
         if not run.body.strip():
             return Execution(b'', b'', 0, self.startup_s(), script, request)
         now = time.time()

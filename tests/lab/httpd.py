@@ -305,7 +305,7 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
         drip = faults.get('slow_drip')
         if request.action != 'create' and drip:
             self.drip_s = float((drip if isinstance(drip, dict) else {}).get('interval_s', 3)) * self.server.state.time_scale
-        host, port = self.server.server_address[:2]
+        host, port = (str(part) for part in self.server.server_address[:2])
         caller = Caller(self.user or '', self.transport, 'https' if self.server.tls else 'http', encrypted, '%s:%s' % (host, port))
         try:
             status, reply = self.server.winrs.handle(request, caller, len(plain))
@@ -336,7 +336,8 @@ class Acceptor:
     def loop(self) -> None:
         while self.running.is_set():
             for key, dummy in self.selector.select(0.2):
-                t.cast(EndpointServer, key.data)._handle_request_noblock()  # pylint: disable=protected-access
+                # BaseServer's private one-request step (what serve_forever calls), absent from typeshed.
+                t.cast(EndpointServer, key.data)._handle_request_noblock()  # type: ignore[attr-defined]  # pylint: disable=protected-access
 
     def stop(self) -> None:
         for server in self.servers:

@@ -116,7 +116,7 @@ class Lab:
         ports = (HTTP_PORT, HTTPS_PORT) if self.https else (HTTP_PORT,)
         hosts = self.fleet.hosts
         self.subnet = self.subnet or random_subnet(len(hosts), ports)
-        for spec, address in zip(hosts, addresses_for(self.subnet, len(hosts))):
+        for spec, address in zip(hosts, addresses_for(self.subnet, len(hosts)), strict=True):
             spec.address = address
         self.started = time.time()
         self.states = {h.name: EndpointState(h, self.fleet.latest_version, self.started, self.time_scale) for h in hosts}

@@ -85,11 +85,13 @@ CATEGORY_INFO = re.compile(r'^(\w+): \((.*?):(\w*)\) \[(.*?)\], (.*)$')
 class _HostInfoTolerant:
     """pypsrp's HostInfo cannot be deserialized (read-only property): read it as a generic object."""
 
+    _extended_properties: tuple[tuple[str, t.Any], ...]
+
     def __init__(self) -> None:
-        super().__init__()  # type: ignore[call-arg]
-        self._extended_properties = tuple(  # type: ignore[has-type]
+        super().__init__()
+        self._extended_properties = tuple(
             (attr, ObjectMeta('ObjDynamic', name=meta.name, object=GenericComplexObject) if attr == 'host_info' else meta)
-            for attr, meta in self._extended_properties)  # type: ignore[has-type]
+            for attr, meta in self._extended_properties)
 
 
 class _CreatePipeline(_HostInfoTolerant, CreatePipeline):
@@ -490,8 +492,9 @@ class PowerShellRemoting:
         for attr, dummy in record._extended_properties:  # pylint: disable=protected-access
             if not hasattr(record, attr):  # ErrorRecord.__init__ leaves a few unset (target_object, invocation_info)
                 setattr(record, attr, None)
-        record.target_object = target or None
-        record._to_string = message  # pylint: disable=protected-access  # ComplexObject's ToString
+        # pypsrp's ErrorRecordMessage declares no target_object (an extended property) and types _to_string as None.
+        record.target_object = target or None  # type: ignore[attr-defined]
+        record._to_string = message  # type: ignore[assignment]  # pylint: disable=protected-access  # ComplexObject's ToString
         return record
 
     # ---- framing ----

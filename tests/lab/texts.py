@@ -3,7 +3,7 @@
 
 """Texts a Windows endpoint prints: .NET/PowerShell messages (en-US, fr-FR), curl, netsh, connector files.
 
-The curl texts for 200 OK and 0x80092013 and the posture prefix are the seed's samples (data/); the rest
+The curl texts for 200 OK and 0x80092013 are the seed's samples (tests/unit/plugins/plugin_utils/samples/seed-*); the rest
 is synthetic, written the way Windows PowerShell 5.1 / .NET Framework 4.8 / curl 8.0.1 word them.
 """
 
@@ -14,7 +14,8 @@ import os
 import typing as t
 from xml.sax.saxutils import escape
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
+from tests.paths import SAMPLES_DIR
+
 
 MESSAGES: dict[str, dict[str, str]] = {
     'en-US': {
@@ -79,8 +80,9 @@ def message(culture: str, key: str, **values: t.Any) -> str:
 
 
 def sample(name: str) -> str:
-    """A seed sample without its PowerShell prompt line (that line is the console, not curl's output)."""
-    with open(os.path.join(DATA, name), encoding='utf-8') as handle:
+    """A seed sample (stored once, with the unit tests' samples) without its PowerShell prompt line (that line is the
+    console, not curl's output)."""
+    with open(os.path.join(SAMPLES_DIR, 'seed-' + name), encoding='utf-8') as handle:
         lines = handle.read().splitlines(keepends=True)
     return ''.join(line for line in lines if not line.startswith('PS '))
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import sys
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.paths import REPO_ROOT
+
 CANDIDATE_ROOTS = (os.path.join(REPO_ROOT, '.build', 'collections'), os.path.join(REPO_ROOT, '.build', 'unit-collections'))
 COLLECTION_PATH = ('ansible_collections', 'secure_endpoint', 'tetra')
 

@@ -57,7 +57,7 @@ def command_line(req: dict[str, t.Any], script: str = SCRIPT) -> str:
     return PREFIX + encode(bootstrap(req, script))
 
 
-def session(lab: Lab, host: str, transport: str = 'ntlm', https: bool = False, password: str = PASSWORD,
+def session(lab: Lab, host: str, transport: t.Any = 'ntlm', https: bool = False, password: str = PASSWORD,
             **kwargs: t.Any) -> winrm.Protocol:
     return winrm.Protocol(lab.endpoint_url(host, https), transport=transport, username=USER, password=password,
                           server_cert_validation='validate', ca_trust_path=lab.ca_path or 'legacy_requests', **kwargs)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,8 +17,7 @@ import pytest
 import yaml
 
 from tests.lab.api import MAX_LIMIT, STATUS_CURRENT, STATUS_FAILED
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.paths import REPO_ROOT as REPO
 
 
 def get(lab, path, key=None, user=None):
@@ -126,6 +124,7 @@ def test_serve_writes_the_api_inventory_source(tmp_path):
     process = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'serve', '--fleet', 'tests/lab/fleets/catalog.yml',
                                 '--inventory', str(inventory), '--api-inventory', str(source), '--time-scale', '0.05'],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
     try:
         ready = process.stdout.readline()
         assert 'console API http://127.0.0.1:' in ready and str(source) in ready, ready

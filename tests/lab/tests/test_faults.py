@@ -82,7 +82,7 @@ def test_hanging_command_is_signalled(faults: Lab) -> None:
     shell = protocol.open_shell()
     command, dummy, arguments = command_line(request()).partition(' ')
     command_id = protocol.run_command(shell, command, arguments.split(' '))
-    for dummy in range(2):
+    for _attempt in range(2):
         with pytest.raises(winrm.exceptions.WinRMOperationTimeoutError):
             protocol.get_command_output_raw(shell, command_id)
     protocol.cleanup_command(shell, command_id)

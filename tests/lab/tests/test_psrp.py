@@ -18,8 +18,8 @@ from tests.lab import Lab
 
 from .helpers import PASSWORD, USER, command_line, input_launch, request
 from .test_ansible import ansible
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BIN = os.path.dirname(sys.executable)
 
 
@@ -167,7 +167,8 @@ def pypsrp_pool(lab: Lab, host: str, **wsman_options: t.Any) -> t.Any:
     from pypsrp.powershell import RunspacePool  # pylint: disable=import-outside-toplevel
     from pypsrp.wsman import WSMan  # pylint: disable=import-outside-toplevel
     connection = WSMan(lab.address(host), port=5985, ssl=False, username=USER, password=PASSWORD, auth='ntlm', **wsman_options)
-    return RunspacePool(connection, host=PSHost(None, None, False, 'lab test', None, PSHostUserInterface(), None))
+    # pypsrp's hints say str for the host's UI culture; None is what it accepts and documents as "not set".
+    return RunspacePool(connection, host=PSHost(None, None, False, 'lab test', None, PSHostUserInterface(), None))  # type: ignore[arg-type]
 
 
 def test_small_envelopes_fragment_both_ways(tetra_lab: Lab) -> None:
@@ -178,7 +179,7 @@ def test_small_envelopes_fragment_both_ways(tetra_lab: Lab) -> None:
     with pypsrp_pool(tetra_lab, 'healthy', max_envelope_size=8192, operation_timeout=5) as pool:
         shell = PowerShell(pool)
         shell.add_script(script)
-        output = shell.invoke(input=stdin.decode('utf-8').splitlines())
+        output = shell.invoke(input=stdin.decode('utf-8').splitlines())  # type: ignore[arg-type]  # a list is an iterable input
     assert not shell.had_errors and len(output) == 1
     assert json.loads(output[0])['host']['computer_name'] == 'HEALTHY'
     entry = tetra_lab.requests('healthy')[-1]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import concurrent.futures
 import configparser
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,8 +16,7 @@ import typing as t
 from tests.lab import random_subnet
 
 from .helpers import command_line, request, run, session
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.paths import REPO_ROOT as REPO
 
 
 def test_fifty_concurrent_connections_on_500_endpoints(tetra_lab_factory: t.Any) -> None:

@@ -13,8 +13,8 @@ from ansible_collections.secure_endpoint.tetra.plugins.action.tetra_diagnose imp
 from ansible_collections.secure_endpoint.tetra.tests.unit.plugins.action.test_tetra_selftest import StdinConnection
 from ansible_collections.secure_endpoint.tetra.tests.unit.plugins.action.test_tetra_posture import output, run
 from ansible_collections.secure_endpoint.tetra.tests.unit.plugins.plugin_utils.test__diagnosis import healthy_document
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TOOL = os.path.join(REPO_ROOT, 'tools', 'make_collect_request.py')
 SHIPPED = os.path.join(REPO_ROOT, 'files', 'collect-request.json')
 

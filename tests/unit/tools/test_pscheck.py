@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
+from tests.paths import REPO_ROOT as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 PSCHECK = os.path.join(ROOT, 'tools', 'pscheck.py')
 
 _spec = importlib.util.spec_from_file_location('pscheck', PSCHECK)

@@ -20,8 +20,8 @@ import pytest
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import CATALOG, OUTCOMES, diagnose, invalid_evidence_verdict
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import CONSOLE_CAUSES
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import parse_evidence
+from tests.paths import SAMPLES_DIR as SAMPLES
 
-SAMPLES = os.path.join(os.path.dirname(__file__), 'samples')
 NOW = datetime.datetime(2023, 5, 19, 20, 0, 0, tzinfo=datetime.timezone.utc)
 HOURS = 3600
 SERVER = 'tetra-defs.amp.cisco.com'

@@ -29,8 +29,8 @@ from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence im
     parse_policy_xml,
     parse_posture,
 )
+from tests.paths import SAMPLES_DIR as SAMPLES
 
-SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'samples')
 PROXY_PASSWORD = 'S3cr3t-Pr0xy!pw'
 SEED_UUID = '5c6e64fa-7738-4b39-b201-15451e33bfe6'
 
@@ -794,9 +794,9 @@ def test_short_truncated_xml_problem_masks_password(parser: t.Callable[[t.Any], 
 
 
 def test_xml_parsers_without_xmltodict(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _evidence  # pylint: disable=import-outside-toplevel
+    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _evidence_files  # pylint: disable=import-outside-toplevel
 
-    monkeypatch.setattr(_evidence, 'xmltodict', None)
+    monkeypatch.setattr(_evidence_files, 'xmltodict', None)
     for parser, flag in ((parse_local_xml, 'available'), (parse_policy_xml, 'readable')):
         result = parser(sample('synthetic-local-old.xml'))
         assert result[flag] is False and 'xmltodict is not installed' in result['problem']

@@ -114,7 +114,7 @@ def test_teams_can_be_overridden_and_every_catalog_cause_has_a_team() -> None:
     assert all(_plan.team_of(name) in _plan.TEAM_LABELS for name in _diagnosis.OUTCOMES)
     assert _plan.team_of('a_new_cause') == 'endpoint'
     assert set(_plan.TEAMS.values()) <= set(_plan.TEAM_LABELS)
-    assert set(k for keys in _plan.CAUSE_KEYS.values() for k in keys) <= set(_plan.ATTRIBUTES)
+    assert {k for keys in _plan.CAUSE_KEYS.values() for k in keys} <= set(_plan.ATTRIBUTES)
 
 
 def test_remediable_groups_and_plan_lines() -> None:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import os
 import re
-import sys
 import types
 import typing as t
 
@@ -33,12 +31,7 @@ from ansible.template import Templar
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import BOOTSTRAP, EvidenceCall, load_script
 
-# tests.lab.windows lives at the repository root (not part of the collection).
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from tests.lab.windows import (  # noqa: E402  pylint: disable=wrong-import-position
+from tests.lab.windows import (
     CommandLineError, command_line_to_argv, decode_encoded_command, parse_powershell_argv, parse_winrs_command,
 )
 

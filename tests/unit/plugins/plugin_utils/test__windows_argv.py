@@ -7,21 +7,13 @@ themselves read command lines as Windows does."""
 from __future__ import annotations
 
 import base64
-import os
 import random
-import sys
 
 import pytest
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import BOOTSTRAP, build_command
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import quote_windows_argument as quote_argument
-
-# tests.lab.windows lives at the repository root (not part of the collection).
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from tests.lab.windows import (  # noqa: E402  pylint: disable=wrong-import-position
+from tests.lab.windows import (
     EXIT_BAD_PARAMETER, CommandLineError, command_line_to_argv, decode_encoded_command, parse_powershell_argv,
     parse_winrs_command,
 )
