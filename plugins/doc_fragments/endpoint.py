@@ -15,8 +15,8 @@ options:
       - The endpoint script stops waiting for probes when it is reached and marks the unfinished ones as
         timed out; the controller gives up 30 seconds after it.
       - From 10 to 3600. When network probes run it must also be at least the slowest probe (the longest of
-        O(timeouts.connect) + O(timeouts.tls), O(timeouts.curl) + 2, O(timeouts.dns), O(timeouts.http),
-        O(timeouts.proxy); 15 with the defaults) plus 5 seconds, so a healthy host is never cut short; a
+        C(timeouts.connect) + C(timeouts.tls), C(timeouts.curl) + 2, C(timeouts.dns), C(timeouts.http),
+        C(timeouts.proxy) of the modules that probe the network; 15 with the defaults) plus 5 seconds, so a healthy host is never cut short; a
         smaller value is rejected with a message naming the probe.
     type: int
     default: 40
