@@ -91,7 +91,7 @@ def test_colliding_host_names_never_share_an_evidence_file(tmp_path):
     hosts = ['ep/7', 'ep_7', 'ep:7', 'ep 7', '.ep_7', 'EP/7']
     paths = [save_evidence(str(tmp_path), host, {}, {'format': 1}) for host in hosts]
     assert len(set(paths)) == len(hosts) == len(os.listdir(str(tmp_path)))
-    for host, path in zip(hosts, paths):
+    for host, path in zip(hosts, paths, strict=True):
         assert json.loads(open(path, encoding='utf-8').read())['host'] == host  # what analyze.yml names the replay host
     # A name that is already a safe file name keeps it; a cleaned one gets a short stable hash of the real name.
     assert os.path.basename(paths[1]) == 'ep_7.json'
