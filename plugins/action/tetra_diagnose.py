@@ -12,6 +12,7 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import apply_console, unreachable_note
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._diagnosis import diagnose, invalid_evidence_verdict
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import EVIDENCE_FORMAT, parse_timestamp
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import decode_text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._messages import with_verdict_msg
@@ -35,7 +36,7 @@ def evidence_time(document: t.Any) -> datetime.datetime | None:
     """When the endpoint collected the evidence: verdict ages are measured from then, so a replay agrees."""
     started = document.get('started') if isinstance(document, dict) else None
     try:
-        return datetime.datetime.strptime(str(started), '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+        return parse_timestamp(str(started))
     except ValueError:
         return None
 
@@ -51,7 +52,7 @@ def load_saved_evidence(path: str) -> dict[str, t.Any]:
             record = json.loads(decode_text(handle.read()))
     except (OSError, ValueError) as exc:
         raise AnsibleActionFail('Cannot read saved evidence %s: %s' % (path, exc)) from None
-    if isinstance(record, dict) and 'evidence' not in record and record.get('format') == 1 and 'host' in record:
+    if isinstance(record, dict) and 'evidence' not in record and record.get('format') == EVIDENCE_FORMAT and 'host' in record:
         record = {'evidence': record}
     if not isinstance(record, dict) or 'evidence' not in record:
         raise AnsibleActionFail('%s is neither a saved evidence file (no "evidence" key) nor an evidence document' % path)

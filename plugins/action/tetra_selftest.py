@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import time
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import decode_text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import (
-    EvidenceCall, RemoteError, build_command, parse_document, powershell_shell,
+    EvidenceCall, RemoteError, parse_document,
 )
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import COMMON_SPEC, NETWORK_SPEC
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._selftest import (
@@ -29,11 +28,8 @@ class ActionModule(TetraActionBase):
         host = self.host_name(task_vars)
         request = self.build_request(args)
         call = EvidenceCall(self._connection, request, max_bytes=self.max_bytes)
-        command, stdin = build_command(call.script, call.request, powershell_shell(self._connection))
-        started = time.monotonic()
         # Raises RemoteError(unreachable) when the endpoint cannot be reached: nothing to check then.
-        rc, stdout, stderr = call._exec_with_retry(command, stdin)  # pylint: disable=protected-access  # keep the raw output
-        round_trip_ms = int((time.monotonic() - started) * 1000)
+        rc, stdout, stderr = call.exchange()
         extra: dict[str, t.Any] = {'selftest': True}
         try:
             document: t.Any = parse_document(rc, stdout, stderr, call.max_bytes)
@@ -53,7 +49,7 @@ class ActionModule(TetraActionBase):
             'summary': summary(rows),
             'failures': failed,
             'evidence_path': evidence_path,
-            'timings': {'endpoint_ms': document.get('duration_ms'), 'round_trip_ms': round_trip_ms, 'attempts': call.attempts},
+            'timings': dict(call.timings(), endpoint_ms=document.get('duration_ms')),
         }
         if failed:
             result.update(failed=True, msg=failure_message(rows, host, evidence_path))

@@ -10,7 +10,6 @@ it, and turns every kind of failure into a clear task result.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import EVIDENCE_FORMAT, utc_now
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import MAX_OUTPUT_BYTES, EvidenceCall, RemoteError
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import REDACTED, redact, redact_text
@@ -30,10 +30,6 @@ from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request imp
 # redact() is the collection's one redaction (defined in _text.py, used by the endpoint call, which
 # quotes endpoint output in its messages): XML elements, attributes and JSON forms, any case, cut text.
 __all__ = ['REDACTED', 'TetraActionBase', 'evidence_file_name', 'redact', 'redact_text', 'save_evidence', 'utc_now']
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 def evidence_file_name(host: str) -> str:
@@ -50,7 +46,7 @@ def evidence_file_name(host: str) -> str:
 def save_evidence(folder: str, host: str, request: dict[str, t.Any], document: dict[str, t.Any], **extra: t.Any) -> str:
     """Write one host's evidence where analyze.yml can replay it; returns the file path."""
     path = os.path.join(folder, evidence_file_name(host))
-    record = redact(dict(extra, format=1, host=host, saved_at=utc_now(), request=request, evidence=document))
+    record = redact(dict(extra, format=EVIDENCE_FORMAT, host=host, saved_at=utc_now(), request=request, evidence=document))
     # Lone surrogates from a hostile endpoint cannot be written as UTF-8: JSON escapes them (ensure_ascii).
     write_file_atomic(path, json.dumps(record, indent=1, sort_keys=True, default=str) + '\n')
     return path

@@ -22,9 +22,9 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.shell.powershell import ShellModule as PowerShellShell
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import EVIDENCE_FORMAT
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import decode_text, printable, redact_text
 
-EVIDENCE_FORMAT = 1
 SCRIPT_NAME = 'tetra_evidence.ps1'
 # The collection's files/ folder: the script ships there so an administrator can also run it locally.
 FILES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'files')
@@ -157,7 +157,7 @@ def parse_document(rc: int, stdout: bytes | str, stderr: bytes | str, max_bytes:
         raise RemoteError('The endpoint answered %d bytes, more than the %s MB a document can be (max_answer_mb); it starts with: %s'
                           % (len(stdout), _fmt_s(max_bytes / 2 ** 20), quote_output(stdout[:_QUOTE_LIMIT])), rc=rc)
     text = decode_text(stdout).strip()
-    details = {'rc': rc, 'stdout': quote_output(stdout), 'stderr': printable(redact_text(redact_text(clean_stderr(stderr))[:_QUOTE_LIMIT]))}
+    details: dict[str, t.Any] = {'rc': rc, 'stdout': quote_output(stdout), 'stderr': printable(redact_text(redact_text(clean_stderr(stderr))[:_QUOTE_LIMIT]))}
     if rc != 0:
         raise RemoteError('The evidence script exited with code %d: %s' % (rc, details['stderr'] or details['stdout']), **details)
     if not text:
@@ -208,11 +208,21 @@ class EvidenceCall:
 
     def run(self) -> dict[str, t.Any]:
         """Execute with one retry on a transport reset or transient 5xx; return the evidence document."""
+        rc, stdout, stderr = self.exchange()
+        try:
+            return parse_document(rc, stdout, stderr, self.max_bytes)
+        except RemoteError as exc:
+            exc.result.setdefault('timings', self.timings())
+            raise
+
+    def exchange(self) -> tuple[int, bytes, bytes]:
+        """The endpoint's raw answer (rc, stdout, stderr) within the per-host bound, one retry included;
+        RemoteError (unreachable) when there is none. The self-test keeps the raw answer; run() parses it."""
         command, stdin = build_command(self.script, self.request, powershell_shell(self.connection))
         self._started = time.monotonic()
         bound_close(self.connection)
         try:
-            rc, stdout, stderr = self._exec_with_retry(command, stdin)
+            return self._exec_with_retry(command, stdin)
         except RemoteError as exc:
             self._close_after_failure()
             self._finish_timings()
@@ -221,11 +231,6 @@ class EvidenceCall:
             raise
         finally:
             self._finish_timings()
-        try:
-            return parse_document(rc, stdout, stderr, self.max_bytes)
-        except RemoteError as exc:
-            exc.result.setdefault('timings', self.timings())
-            raise
 
     def timings(self) -> dict[str, t.Any]:
         return {'round_trip_ms': self.round_trip_ms, 'elapsed_ms': self.elapsed_ms, 'attempts': self.attempts, 'bound_s': self.bound_s}

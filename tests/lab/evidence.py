@@ -331,6 +331,7 @@ class EvidenceBuilder:
         """(plan, None) as Get-SafetyNetPlan reads the request (defaults when it has none), or (None, error)."""
         net = self.request.get('safety_net')
         tool = str(self.request.get('capture') or 'none')
+        plan: dict[str, t.Any]
         if isinstance(net, dict):
             plan = {'task': str(net.get('task')), 'delay_s': net.get('delay_s'), 'time_limit_s': net.get('time_limit_s'),
                     'stop': [str(s) for s in net.get('stop') or []]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 
 import pytest
 
@@ -50,6 +51,20 @@ def test_healthy_endpoint_passes_and_evidence_is_saved(tmp_path):
     assert record['evidence']['host'] == healthy_document()['host'] and record['request'] == connection.request()
     assert 'request' not in result  # kept in the saved file, not repeated in the task result
     assert record['checks'] == result['checks'] and record['selftest'] is True
+
+
+class SlowConnection(StdinConnection):
+    """An endpoint that takes a moment to answer, as every real one does."""
+
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        time.sleep(0.3)
+        return super().exec_command(cmd, in_data, sudoable)
+
+
+def test_the_answer_is_awaited_within_the_per_host_bound(tmp_path):
+    result = run(SelftestAction, SlowConnection(output(healthy_document())), {'evidence_dir': str(tmp_path)})
+    assert not result.get('failed') and not result.get('unreachable'), result.get('msg')
+    assert result['timings']['bound_s'] == 70 and 300 <= result['timings']['elapsed_ms'] < 70000
 
 
 def test_sends_exactly_the_request_tetra_diagnose_sends(tmp_path):
