@@ -17,6 +17,7 @@ Fixtures any ``tests/integration/test_*.py`` can use:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -76,7 +77,6 @@ class Lab:
     hosts: list[str]
     expected: dict[str, dict[str, t.Any]]
     latest_version: int
-    process: subprocess.Popen[bytes]
 
 
 def _load_expectations() -> tuple[dict[str, dict[str, t.Any]], int]:
@@ -99,6 +99,28 @@ def _wait_for_inventory(process: subprocess.Popen[bytes], path: str, log: str) -
                 % (LAB_START_TIMEOUT_S, process.poll(), output))
 
 
+@contextlib.contextmanager
+def served_lab(fleet: str, folder: t.Any, env: dict[str, str], *options: str, wait_for: str = 'lab.ini') -> t.Iterator[str]:
+    """``python -m tests.lab serve --fleet FLEET --inventory FOLDER/lab.ini OPTIONS...`` for the duration of the block.
+
+    Waits until ``FOLDER/<wait_for>`` is written, yields the inventory path and stops the lab afterwards.
+    """
+    inventory, log = os.path.join(str(folder), 'lab.ini'), os.path.join(str(folder), 'lab.log')
+    with open(log, 'wb') as out:
+        process = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'serve', '--fleet', fleet, '--inventory', inventory] + list(options),
+                                   cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_inventory(process, os.path.join(str(folder), wait_for), log)
+        yield inventory
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _inventory_hosts(path: str, env: dict[str, str]) -> list[str]:
     import json  # pylint: disable=import-outside-toplevel
     out = subprocess.run([os.path.join(VENV_BIN, 'ansible-inventory'), '-i', path, '--list'],
@@ -108,22 +130,9 @@ def _inventory_hosts(path: str, env: dict[str, str]) -> list[str]:
 
 @pytest.fixture(scope='session')
 def lab_catalog(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Lab]:
-    folder = tmp_path_factory.mktemp('lab')
-    inventory, log = str(folder / 'lab.ini'), str(folder / 'lab.log')
     expected, latest = _load_expectations()
-    with open(log, 'wb') as out:
-        process = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'serve', '--fleet', CATALOG, '--inventory', inventory],
-                                   cwd=REPO_ROOT, env=ansible_env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_inventory(process, inventory, log)
-        yield Lab(inventory, _inventory_hosts(inventory, ansible_env), expected, latest, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with served_lab(CATALOG, tmp_path_factory.mktemp('lab'), ansible_env) as inventory:
+        yield Lab(inventory, _inventory_hosts(inventory, ansible_env), expected, latest)
 
 
 def _run_playbook(args: list[str], env: dict[str, str], log_name: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:

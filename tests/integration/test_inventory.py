@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
+from conftest import served_lab  # pylint: disable=import-error  # rootdir-style test folder
 from tests.paths import REPO_ROOT
 
 CATALOG = os.path.join(REPO_ROOT, 'tests', 'lab', 'fleets', 'catalog.yml')
@@ -28,24 +27,10 @@ FAILED = {'stale_recovers', 'dns_failure', 'firewall_blocked', 'tls_interception
 @pytest.fixture(scope='module')
 def console_lab(ansible_env, tmp_path_factory):
     folder = tmp_path_factory.mktemp('console-lab')
-    inventory, source, log = folder / 'lab.ini', folder / 'lab.computers.yml', folder / 'lab.log'
-    with open(log, 'wb') as out:
-        process = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'serve', '--fleet', CATALOG, '--inventory', str(inventory),
-                                    '--api-inventory', str(source), '--time-scale', '0.2'],
-                                   cwd=REPO_ROOT, env=ansible_env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not source.exists() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
-        assert source.exists(), log.read_text()[-3000:]
-        yield {'source': str(source), 'inventory': str(inventory), 'folder': folder}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    source = folder / 'lab.computers.yml'
+    with served_lab(CATALOG, folder, ansible_env, '--api-inventory', str(source), '--time-scale', '0.2',
+                    wait_for='lab.computers.yml') as inventory:
+        yield {'source': str(source), 'inventory': inventory, 'folder': folder}
 
 
 def plain(value):

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import typing as t
 
 import pytest
+from conftest import served_lab  # pylint: disable=import-error  # rootdir-style test folder
 from tests.paths import REPO_ROOT
 
 OUTPUT_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'integration')
@@ -42,37 +41,11 @@ class PlanRun(t.NamedTuple):
     report: dict[str, t.Any]
 
 
-def _wait_for(path: str, process: subprocess.Popen[bytes], log: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.exists(path) and os.path.getsize(path) > 0:
-            time.sleep(0.3)
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    with open(log, encoding='utf-8', errors='replace') as handle:
-        pytest.fail('the plan lab did not start:\n' + handle.read()[-3000:])
-
-
 @pytest.fixture(scope='module')
 def plan_lab(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[str]:
     """The plan fleet served by ``python -m tests.lab serve``; yields the inventory path."""
-    folder = tmp_path_factory.mktemp('plan-lab')
-    inventory, log = str(folder / 'lab.ini'), str(folder / 'lab.log')
-    with open(log, 'wb') as out:
-        process = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'serve', '--fleet', FLEET, '--inventory', inventory],
-                                   cwd=REPO_ROOT, env=ansible_env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_for(inventory, process, log)
+    with served_lab(FLEET, tmp_path_factory.mktemp('plan-lab'), ansible_env) as inventory:
         yield inventory
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope='module')

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import typing as t
@@ -28,7 +27,7 @@ from conftest import (  # pylint: disable=import-error
     Lab,
     _inventory_hosts,
     _load_expectations,
-    _wait_for_inventory,
+    served_lab,
 )
 
 
@@ -36,22 +35,9 @@ from conftest import (  # pylint: disable=import-error
 def psrp_catalog(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Lab]:
     """The catalog fleet with an inventory for ansible_connection=psrp."""
     folder = tmp_path_factory.mktemp('lab-psrp')
-    inventory, log = str(folder / 'lab.ini'), str(folder / 'lab.log')
     expected, latest = _load_expectations()
-    with open(log, 'wb') as out:
-        process = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'serve', '--fleet', CATALOG, '--inventory', inventory,
-                                    '--connection', 'psrp', '--log', str(folder / 'requests.jsonl')],
-                                   cwd=REPO_ROOT, env=ansible_env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_inventory(process, inventory, log)
-        yield Lab(inventory, _inventory_hosts(inventory, ansible_env), expected, latest, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with served_lab(CATALOG, folder, ansible_env, '--connection', 'psrp', '--log', str(folder / 'requests.jsonl')) as inventory:
+        yield Lab(inventory, _inventory_hosts(inventory, ansible_env), expected, latest)
 
 
 @pytest.fixture(scope='module')
