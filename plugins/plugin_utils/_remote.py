@@ -11,6 +11,7 @@ its runspace. The request (base64 JSON) and the script travel on stdin, read thr
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -25,9 +26,10 @@ from ansible.plugins.shell.powershell import ShellModule as PowerShellShell
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import EVIDENCE_FORMAT
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import decode_text, printable, redact_text
 
-SCRIPT_NAME = 'tetra_evidence.ps1'
-# The collection's files/ folder: the script ships there so an administrator can also run it locally.
+# The collection's files/ folder: the script parts ship there, with entries.json (which parts make
+# each entry, which entry runs each action) and the local runner tetra_evidence.ps1.
 FILES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'files')
+ENTRIES_FILE = 'entries.json'
 
 # The encoded command is only this bootstrap: the request (base64 JSON, first line) and the shipped
 # script (the other lines) arrive on stdin, which every transport delivers to the script as $input:
@@ -85,11 +87,32 @@ class RemoteError(Exception):
             self.result['failed'] = True
 
 
-def load_script(name: str = SCRIPT_NAME) -> str:
-    """Return the text of a PowerShell script shipped in the collection's files/ folder."""
+def load_script(name: str) -> str:
+    """Return the text of a PowerShell part shipped in the collection's files/ folder."""
     path = os.path.join(FILES_DIR, name)
     with open(path, encoding='ascii') as handle:
         return handle.read()
+
+
+@functools.lru_cache(maxsize=None)
+def load_entries() -> dict[str, t.Any]:
+    """files/entries.json: ``entries`` (entry -> its parts in order) and ``actions`` (action -> entry)."""
+    with open(os.path.join(FILES_DIR, ENTRIES_FILE), encoding='utf-8') as handle:
+        return json.load(handle)
+
+
+@functools.lru_cache(maxsize=None)
+def entry_script(entry: str) -> str:
+    """One entry's parts joined into the script the endpoint runs (files/tetra_evidence.ps1 joins them the same way)."""
+    return '\n'.join(load_script(part).replace('\r\n', '\n') for part in load_entries()['entries'][entry])
+
+
+def script_for(action: str) -> str:
+    """The joined script of the entry that handles this request action."""
+    entry = load_entries()['actions'].get(action)
+    if entry is None:
+        raise ValueError('no endpoint script handles the action %r (files/entries.json)' % (action,))
+    return entry_script(entry)
 
 
 def encode_request(request: dict[str, t.Any]) -> str:
@@ -199,7 +222,7 @@ class EvidenceCall:
         self.connection = connection
         self.max_bytes = max_bytes
         self.request = dict(request, format=EVIDENCE_FORMAT)
-        self.script = script if script is not None else load_script()
+        self.script = script if script is not None else script_for(str(self.request.get('action')))
         self.attempts = 0
         self.round_trip_ms = 0
         self.elapsed_ms = 0

@@ -38,6 +38,9 @@ INPUT_LINES_SPLIT = re.compile(r'^\s*\$TetraLines\s*=\s*@\(\$input\s*\|\s*ForEac
 REQUEST_FROM_INPUT = re.compile(r"^\s*\$TetraRequest\s*=\s*\[string\]\$TetraLines\[0\]\s*$", re.M | re.I)
 SCRIPT_FROM_INPUT = re.compile(r'^\s*\$TetraScript\s*=\s*\(\$TetraLines\s*\|\s*Select-Object\s+-Skip\s+1\)\s*-join\s*"`n"\s*$',
                                re.M | re.I)
+# The main of one entry of the collector (files/tetra_core.ps1 Read-TetraRequest): the actions and the
+# sections the joined script handles. A script without it defines functions and runs nothing.
+ENTRY_REQUEST = re.compile(r"^\$Request = Read-TetraRequest \$Document @\(([^)]*)\) @\(([^)]*)\)\s*$", re.M)
 RUN_SCRIPT = re.compile(r"^\s*\.\s*\(\[ScriptBlock\]::Create\(\$TetraScript\)\)\s*$", re.M | re.I)
 CONSOLE_IN = re.compile(r"\[(?:System\.)?Console\]::(?:In\b|Read|OpenStandardInput)", re.I)
 CONSOLE_OUT = re.compile(r"\[(?:System\.)?Console\]::(?:Out|Write|WriteLine|OpenStandardOutput)", re.I)
@@ -106,6 +109,22 @@ def read_script(script: str, input_lines: list[str]) -> ScriptRun | None:
     if CONSOLE_IN.search(body):
         body = ''  # a loader reading [Console]::In gets nothing to run (psrp has no console)
     return ScriptRun(request, problem, body, bool(CONSOLE_OUT.search(body)))
+
+
+def quoted_words(text: str) -> list[str]:
+    """The items of a PowerShell array literal of single-quoted strings: ``'a', 'b'``."""
+    return re.findall(r"'([^']*)'", text)
+
+
+def entry_refusal(request: dict[str, t.Any], actions: list[str], sections: list[str]) -> str | None:
+    """Read-TetraRequest's refusal of a request the joined entry does not handle, or None."""
+    action = request.get('action')
+    if str(action) not in actions:
+        return "this entry does not handle the action '%s'" % ('' if action is None else action)
+    foreign = [str(s) for s in request.get('sections') or [] if s and str(s) not in sections]
+    if foreign:
+        return 'this entry does not collect the section(s) %s' % ', '.join(foreign)
+    return None
 
 
 def ascii_escaped(text: str) -> str:
@@ -220,11 +239,14 @@ class CommandRunner:
     def run_request(self, script: str, run: ScriptRun) -> Execution:
         request = run.request
         assert request is not None, 'read_script gives a request whenever it reports no problem'
-        if not run.body.strip():
+        entry = ENTRY_REQUEST.search(run.body)
+        if entry is None:
             return Execution(b'', b'', 0, self.startup_s(), script, request)
         now = time.time()
         self.state.settle(now)
-        built = EvidenceBuilder(self.state, request, self.user, now).build()
+        builder = EvidenceBuilder(self.state, request, self.user, now, queries_os='Win32_OperatingSystem' in run.body)
+        refusal = entry_refusal(request, quoted_words(entry.group(1)), quoted_words(entry.group(2)))
+        built = builder.refused(refusal) if refusal else builder.build()
         faults = self.state.scenario['faults']
         if faults.get('wrong_shape'):
             wrong_shape(built.document)

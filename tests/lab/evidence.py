@@ -169,8 +169,10 @@ def error(kind: str, hresult: int, text: str, **extra: t.Any) -> dict[str, t.Any
 class EvidenceBuilder:
     """Builds one document for one request against one endpoint state."""
 
-    def __init__(self, state: EndpointState, request: dict[str, t.Any], user: str, now: float) -> None:
+    def __init__(self, state: EndpointState, request: dict[str, t.Any], user: str, now: float, queries_os: bool = True) -> None:
         self.state = state
+        # The file-transfer entry does no CIM work: its host section has no OS caption or build.
+        self.queries_os = queries_os
         self.scenario = state.scenario
         self.request = request
         self.user = user
@@ -209,6 +211,17 @@ class EvidenceBuilder:
             self.local_sections(doc)
             if any(s in self.sections for s in NETWORK_SECTIONS):
                 self.network(doc)
+        return self.finish(doc, forceupdate_at)
+
+    def refused(self, message: str) -> Built:
+        """The document of a request the joined entry does not handle: host and the request error only."""
+        doc: dict[str, t.Any] = {'format': 1, 'action': self.request.get('action'), 'started': _iso(self.now), 'context': 'user',
+                                 'host': self.host()}
+        self.spend(35)
+        self.add_error('request', error('System.ArgumentException', -2147024809, message))
+        return self.finish(doc, None)
+
+    def finish(self, doc: dict[str, t.Any], forceupdate_at: int | None) -> Built:
         doc['errors'] = self.errors
         doc['duration_ms'] = self.elapsed_ms
         return Built(doc, self.elapsed_ms, forceupdate_at)
@@ -228,7 +241,8 @@ class EvidenceBuilder:
     def host(self) -> dict[str, t.Any]:
         host = self.scenario['host']
         name = self.state.computer_name()
-        return {'computer_name': name, 'os_caption': host['os_caption'], 'os_build': host['os_build'],
+        return {'computer_name': name, 'os_caption': host['os_caption'] if self.queries_os else None,
+                'os_build': host['os_build'] if self.queries_os else None,
                 'ps_version': host['ps_version'], 'culture': self.culture,
                 'user': host['user'] or '%s\\%s' % (name, self.user.split('\\')[-1].split('@')[0]), 'is_system': False}
 

@@ -15,8 +15,18 @@ from tests.lab import Lab
 
 USER, PASSWORD = 'ansible', 'Lab-Passw0rd!'
 PREFIX = 'PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand '
-SCRIPT = "# stand-in for the endpoint script\n$Request = $TetraRequest | ConvertFrom-Json\n"
 ALL_SECTIONS = ['install', 'posture', 'files', 'system', 'dns', 'tls', 'curl', 'http', 'roots', 'proxy']
+ALL_ACTIONS = ['collect', 'probes_only', 'forceupdate', 'support_start', 'support_finish', 'read_file', 'support_cleanup']
+
+
+def entry_main(actions: t.Sequence[str] = ALL_ACTIONS, sections: t.Sequence[str] = ALL_SECTIONS, cim: bool = True) -> str:
+    """A stand-in for one joined entry of the endpoint script: its main's request line (docs/evidence.md)."""
+    listed = ', '.join("'%s'" % a for a in actions), ', '.join("'%s'" % s for s in sections)
+    os_query = 'function Add-OsEvidence { Get-CimInstance -ClassName Win32_OperatingSystem -OperationTimeoutSec 15 }\n' if cim else ''
+    return '# stand-in for the endpoint script\n%s$Request = Read-TetraRequest $Document @(%s) @(%s)\n' % (os_query, listed[0], listed[1])
+
+
+SCRIPT = entry_main()
 
 
 # The collection's stdin bootstrap (plugins/plugin_utils/_remote.py): request and script through $input.

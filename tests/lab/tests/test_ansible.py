@@ -16,7 +16,7 @@ import pytest
 
 from tests.lab import Lab
 
-from .helpers import command_line, input_launch, request
+from .helpers import SCRIPT, command_line, input_launch, request
 
 BIN = os.path.dirname(sys.executable)
 
@@ -66,7 +66,7 @@ def winrm_connection(lab: Lab, host: str) -> t.Any:
 def test_evidence_command_with_stdin_through_ansible_connection(tetra_lab: Lab) -> None:
     """exec_command with in_data, as the collection's actions call it: request and script read through $input."""
     connection = winrm_connection(tetra_lab, 'healthy')
-    line, stdin = input_launch(request(sections=['files', 'posture']), '# evidence script\n' * 30000)
+    line, stdin = input_launch(request(sections=['files', 'posture']), SCRIPT + '# evidence script\n' * 30000)
     rc, stdout, dummy = connection.exec_command(line, in_data=stdin, sudoable=False)
     connection.close()
     assert rc == 0 and json.loads(stdout)['files']['local_xml']['readable'] is True

@@ -90,8 +90,8 @@ def test_policy_xml_readable_or_denied(tetra_lab: Lab) -> None:
 
 
 def _ps_string(name: str) -> str:
-    """A single-quoted string assigned to $name at the top of files/tetra_evidence.ps1, unquoted."""
-    text = (Path(__file__).resolve().parents[3] / 'files' / 'tetra_evidence.ps1').read_text(encoding='ascii')
+    """A single-quoted string assigned to $name at the top of files/tetra_sections.ps1, unquoted."""
+    text = (Path(__file__).resolve().parents[3] / 'files' / 'tetra_sections.ps1').read_text(encoding='ascii')
     match = re.search(r"^\$%s = '((?:[^']|'')*)'$" % re.escape(name), text, re.M)
     assert match, name
     return match.group(1).replace("''", "'")

@@ -13,7 +13,7 @@ from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError
 
 from tests.lab import Lab
 
-from .helpers import PASSWORD, USER, command_line, encode, input_launch, request, run, session
+from .helpers import PASSWORD, SCRIPT, USER, command_line, encode, input_launch, request, run, session
 
 
 @pytest.mark.parametrize('transport,https', [('basic', False), ('ntlm', False), ('ntlm', True), ('basic', True)])
@@ -38,7 +38,7 @@ def test_session_api_runs_raw_commands(tetra_lab: Lab) -> None:
 
 
 def test_stdin_chunks_are_buffered_until_end(tetra_lab: Lab) -> None:
-    line, stdin = input_launch(request(sections=['install']), "$Body = 'x'\n" + '# filler\n' * 60000)
+    line, stdin = input_launch(request(sections=['install']), SCRIPT + '# filler\n' * 60000)
     out, err, rc = run(session(tetra_lab, 'stale_recovers'), line, stdin=stdin, chunk=200000)
     assert rc == 0, err
     assert list(json.loads(out)) == ['format', 'action', 'started', 'context', 'host', 'install', 'errors', 'duration_ms']

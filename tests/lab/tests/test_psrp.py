@@ -16,7 +16,7 @@ import pytest
 
 from tests.lab import Lab
 
-from .helpers import PASSWORD, USER, command_line, input_launch, request
+from .helpers import PASSWORD, SCRIPT, USER, command_line, input_launch, request
 from .test_ansible import ansible
 from tests.paths import REPO_ROOT
 
@@ -59,7 +59,7 @@ def psrp_connection(lab: Lab, host: str, **options: t.Any) -> t.Any:
 def test_evidence_request_with_stdin_through_the_psrp_connection(tetra_lab: Lab) -> None:
     """exec_command with in_data, as the collection's actions call it: the request and script arrive as pipeline input."""
     connection = psrp_connection(tetra_lab, 'healthy')
-    line, stdin = input_launch(request(sections=['files', 'posture']), '# evidence script\n' * 3000)
+    line, stdin = input_launch(request(sections=['files', 'posture']), SCRIPT + '# evidence script\n' * 3000)
     rc, stdout, stderr = connection.exec_command(line, in_data=stdin, sudoable=False)
     assert rc == 0, stderr
     document = json.loads(stdout)
@@ -107,7 +107,7 @@ def test_ntlm_over_https_and_operation_timeout_retry(tetra_lab: Lab) -> None:
     connection = psrp_connection(tetra_lab, 'healthy', ansible_port=5986, ansible_psrp_protocol='https',
                                  ansible_psrp_ca_cert=tetra_lab.ca_path, ansible_psrp_operation_timeout=1)
     before = tetra_lab.state('healthy').counters['operation_timeouts']
-    line, stdin = input_launch(request(), '# evidence script')
+    line, stdin = input_launch(request(), SCRIPT)
     rc, stdout, stderr = connection.exec_command(line, in_data=stdin, sudoable=False)
     connection.close()
     assert rc == 0, stderr
@@ -121,7 +121,7 @@ def test_faults_reach_the_psrp_client(tetra_lab_factory: t.Any) -> None:
     """garbage_stdout and clixml_stderr (a progress record, not an error) as the WinRS path serves them."""
     lab = tetra_lab_factory('catalog', connection='psrp')
     connection = psrp_connection(lab, 'garbage_output')
-    line, stdin = input_launch(request(), '# evidence script')
+    line, stdin = input_launch(request(), SCRIPT)
     rc, stdout, dummy = connection.exec_command(line, in_data=stdin, sudoable=False)
     connection.close()
     assert rc == 0
@@ -174,7 +174,7 @@ def pypsrp_pool(lab: Lab, host: str, **wsman_options: t.Any) -> t.Any:
 def test_small_envelopes_fragment_both_ways(tetra_lab: Lab) -> None:
     """A 8 KiB MaxEnvelopeSize: the input spans many Sends and the evidence document many Receives (MS-PSRP 2.2.4)."""
     from pypsrp.powershell import PowerShell  # pylint: disable=import-outside-toplevel
-    line, stdin = input_launch(request(), '# evidence script\n' * 2000)
+    line, stdin = input_launch(request(), SCRIPT + '# evidence script\n' * 2000)
     script = base64_script(line)
     with pypsrp_pool(tetra_lab, 'healthy', max_envelope_size=8192, operation_timeout=5) as pool:
         shell = PowerShell(pool)

@@ -14,7 +14,7 @@ from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remote, _text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import (
-    EvidenceCall, RemoteError, build_command, clean_stderr, load_script, parse_document,
+    EvidenceCall, RemoteError, build_command, clean_stderr, entry_script, load_script, parse_document,
 )
 
 GOOD = json.dumps({'format': 1, 'action': 'collect', 'duration_ms': 5}).encode()
@@ -48,7 +48,7 @@ class FakeConnection:
 
 def test_the_command_line_is_the_shell_plugins_own_encoded_form_and_constant():
     first = build_command('Write-Output 1', {'update_server': 'a'})[0]
-    second = build_command(load_script(), {'update_server': 'b' * 5000})[0]
+    second = build_command(entry_script('collect'), {'update_server': 'b' * 5000})[0]
     words = first.split(' ')
     assert words[:-1] == ['PowerShell', '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Unrestricted', '-EncodedCommand']
     assert first == second
@@ -68,7 +68,7 @@ def test_request_and_script_travel_on_stdin_as_data():
 
 
 def test_shipped_script_reads_the_request_variable_the_bootstrap_sets():
-    assert '$TetraRequest' in load_script()
+    assert '$TetraRequest' in load_script('tetra_core.ps1')
     assert '$TetraRequest' in _remote.BOOTSTRAP
 
 

@@ -29,7 +29,7 @@ from ansible.plugins.loader import connection_loader
 from ansible.release import __version__ as ANSIBLE_CORE_VERSION
 from ansible.template import Templar
 
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import BOOTSTRAP, EvidenceCall, load_script
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import BOOTSTRAP, EvidenceCall, script_for
 
 from tests.lab.windows import (
     CommandLineError, command_line_to_argv, decode_encoded_command, parse_powershell_argv, parse_winrs_command,
@@ -328,7 +328,7 @@ def test_evidence_call_reaches_windows_as_bootstrap_request_and_shipped_script(t
     request, script = REACHES_WINDOWS[transport](recorded)
 
     assert request == call.request == dict(HOSTILE_REQUEST, format=1)
-    assert script.splitlines() == load_script().splitlines()
+    assert script.splitlines() == script_for(HOSTILE_REQUEST['action']).splitlines()
     assert call.attempts == 1
 
 
@@ -336,7 +336,7 @@ def test_evidence_call_reaches_windows_as_bootstrap_request_and_shipped_script(t
 def test_a_script_larger_than_one_winrm_stdin_chunk_arrives_whole(transport, monkeypatch, tmp_path, request):
     connection, recorded = real_connection(transport, monkeypatch, tmp_path)
     padding = ''.join('# padding line %06d %s\r\n' % (i, 'x' * 60) for i in range(4000))  # ~330 kB, CRLF on purpose
-    script = load_script() + padding + 'Write-Output done\r\n'
+    script = script_for('collect') + padding + 'Write-Output done\r\n'
     call = EvidenceCall(connection, HOSTILE_REQUEST, script=script)
 
     call.run()
