@@ -97,6 +97,36 @@ RESET_CODES = frozenset((10053, 10054))
 # WebException.Status names of a connection cut after it was established.
 RESET_STATUSES = frozenset(('ConnectionClosed', 'ReceiveFailure', 'SendFailure', 'KeepAliveFailure'))
 
+# ---------------------------------------------------------------- connector lasterror (local.xml //tetra/lasterror)
+
+
+class Lasterror(t.NamedTuple):
+    problem: str
+    action: str
+    cause: str | None  # the diagnosis cause it proves (_diagnosis.CATALOG), None for "no error"
+
+
+# Cisco's published table (seed, TAC 214787), keyed by the unsigned value the connector writes (-2103 is
+# 4294965193). The only copy: decode_lasterror, the diagnosis checks and LASTERROR_CAUSES read it, and unit
+# tests hold docs/causes.md and the lab's scenarios to it.
+LASTERROR_CODES: dict[int, Lasterror] = {
+    0: Lasterror('no error', 'none', None),
+    4294965193: Lasterror('cannot connect to the proxy', 'check network connectivity to the proxy', 'proxy_unreachable'),
+    4294965196: Lasterror('cannot authenticate with the proxy', 'check the proxy credentials', 'proxy_auth_failed'),
+    4294965187: Lasterror('proxy connection and download failure', 'check download problems in the proxy logs', 'proxy_download_failed'),
+}
+
+
+def lasterror_signed(unsigned: int) -> int:
+    """A 32-bit lasterror as the signed number Cisco's documents print (4294965193 -> -2103)."""
+    return unsigned - 0x100000000 if unsigned >= 0x80000000 else unsigned
+
+
+def lasterror_of_cause(cause: str) -> int:
+    """The unsigned lasterror that proves a cause (KeyError for a cause no code proves)."""
+    return {entry.cause: code for code, entry in LASTERROR_CODES.items()}[cause]
+
+
 # ---------------------------------------------------------------- curl exit codes (libcurl-errors, lib/strerror.c)
 
 CURL_EXIT_CODES: dict[int, str] = {

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Facts shared by the whole collection, defined once: the evidence format number, the timestamp formats,
-the order of verdict statuses, and the UTC time helpers.
+the order of verdict statuses, the UTC time helpers, and what makes an sfc.exe Cisco's.
 
 Imports nothing from the collection (tools/make_collect_request.py loads it from its file).
 """
@@ -45,3 +45,14 @@ def parse_timestamp(text: str) -> datetime.datetime:
 def status_rank(status: object) -> int:
     """Position of a status in STATUS_ORDER (worst first); unknown statuses sort last."""
     return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
+def is_cisco_publisher(company: object) -> bool | None:
+    """Whether an sfc.exe CompanyName is Cisco's; None when there is none to judge.
+
+    The controller's only test of it: a bare ``sfc.exe`` is Windows' System File Checker, never to be run. It matches
+    the endpoint script's own check (``-notmatch 'Cisco'``, any case).
+    """
+    if not isinstance(company, str) or not company:
+        return None
+    return 'cisco' in company.lower()

@@ -59,7 +59,7 @@ CATALOG: tuple[Cause, ...] = (
     Cause('proxy_unreachable', 'failing', False, 'The connector cannot connect to the proxy',
           'Check network connectivity to the proxy (server and port in the policy).', check_proxy_unreachable),
     Cause('proxy_download_failed', 'failing', False, 'The proxy connection works but the download through it fails',
-          'Check download problems in the proxy logs.', _lasterror_is(4294965187)),
+          'Check download problems in the proxy logs.', _lasterror_is('proxy_download_failed')),
     Cause('proxy_refused', 'failing', False, 'The proxy refuses the tunnel to the update server',
           'Allow CONNECT to the TETRA update server on port 443 in the proxy policy (category, SSL bypass list); the proxy\'s HTTP '
           'status says why (403 forbidden by policy, 502/503 upstream failure). A forced update does not help.', check_proxy_refused),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._codes import LASTERROR_CODES, lasterror_of_cause
+
 Facts = t.Dict[str, t.Any]
 Check = t.Callable[[Facts], t.Optional[t.List[str]]]
 
@@ -17,7 +19,8 @@ Check = t.Callable[[Facts], t.Optional[t.List[str]]]
 TRUSTED_ISSUER_MARKERS = ('identrust', 'hydrantid', 'cisco')
 # Connector versions before this one have no sfc.exe -forceupdate (seed).
 FORCEUPDATE_MIN_VERSION = (7, 2, 7)
-LASTERROR_CAUSES = {4294965193: 'proxy_unreachable', 4294965196: 'proxy_auth_failed', 4294965187: 'proxy_download_failed'}
+# The cause each connector lasterror proves, from the one table of lasterror codes.
+LASTERROR_CAUSES = {code: entry.cause for code, entry in LASTERROR_CODES.items() if entry.cause}
 # A last update check within this many hours counts as "the connector is trying".
 RECENT_CHECK_HOURS = 6
 # Without a successful update for this long a host is stale even within max_behind (4 versions a day).
@@ -73,7 +76,10 @@ def _lasterror(facts: Facts) -> Facts:
     return (facts.get('local') or {}).get('lasterror') or {}
 
 
-def _lasterror_is(code: int) -> Check:
+def _lasterror_is(cause: str) -> Check:
+    """The check that the connector's own lasterror is the code proving ``cause`` (LASTERROR_CODES)."""
+    code = lasterror_of_cause(cause)
+
     def check(facts: Facts) -> list[str] | None:
         error = _lasterror(facts)
         if error.get('unsigned') != code:

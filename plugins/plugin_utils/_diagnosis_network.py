@@ -149,7 +149,7 @@ def check_unreachable(facts: Facts) -> list[str] | None:
 
 def check_proxy_auth(facts: Facts) -> list[str] | None:
     """Only the connector's own lasterror, or a 407 to a probe that sent the connector's credentials, proves it."""
-    lines = _lasterror_is(4294965196)(facts) or []
+    lines = _lasterror_is('proxy_auth_failed')(facts) or []
     proxy = _probes(facts).get('proxy') or {}
     if proxy.get('connect_status') == 407 and proxy.get('with_credentials'):
         lines.append('proxy %s:%s answered 407 to CONNECT with the connector\'s credentials' % (proxy.get('server'), proxy.get('port')))
@@ -157,7 +157,7 @@ def check_proxy_auth(facts: Facts) -> list[str] | None:
 
 
 def check_proxy_unreachable(facts: Facts) -> list[str] | None:
-    support = _lasterror_is(4294965193)(facts) or []
+    support = _lasterror_is('proxy_unreachable')(facts) or []
     proxy = _probes(facts).get('proxy') or {}
     if proxy and proxy.get('connect_ok') is False:
         how = 'timed out after %s' % _duration(proxy, 'connect_ms') if proxy.get('connect_timed_out') else 'failed (%s)' % (

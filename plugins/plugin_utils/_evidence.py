@@ -22,7 +22,7 @@ import re
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._codes import hresult_hex
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import EVIDENCE_FORMAT
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import EVIDENCE_FORMAT, is_cisco_publisher
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence_files import (
     DEBUG_LOG_LEVEL, XMLTODICT_IMPORT_ERROR, _file, parse_local_xml, parse_policy_xml,
 )
@@ -128,7 +128,7 @@ def _install(doc: dict[str, t.Any], posture: dict[str, t.Any] | None) -> dict[st
         'service_running': state.lower() == 'running' if state else None,
         'sfc_path': _str(_as_dict(sfc).get('path')),
         'sfc_version': _str(_as_dict(sfc).get('file_version')),
-        'sfc_is_cisco': 'cisco' in company.lower() if company else None,
+        'sfc_is_cisco': is_cisco_publisher(company),
         'reboot_pending': _bool(install.get('reboot_pending')),
         'isolated': _bool(install.get('isolated')),
     }

@@ -13,7 +13,7 @@ import re
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._codes import (
-    DOTNET_HRESULTS, TLS_CODES, WIN32_HRESULTS, _int, code_label, code_name, hresult_hex, win32_label,
+    DOTNET_HRESULTS, LASTERROR_CODES, TLS_CODES, WIN32_HRESULTS, _int, code_label, code_name, hresult_hex, lasterror_signed, win32_label,
 )
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import TIMESTAMP_FORMAT
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import redact_text
@@ -21,14 +21,6 @@ from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import
 QUOTE_CHARS = 200
 
 # ---------------------------------------------------------------- data tables
-
-# local.xml //tetra/lasterror, keyed by the unsigned value (seed, TAC 214787).
-LASTERROR_CODES: dict[int, tuple[str, str]] = {
-    0: ('no error', 'none'),
-    4294965193: ('cannot connect to the proxy', 'check network connectivity to the proxy'),
-    4294965196: ('cannot authenticate with the proxy', 'check the proxy credentials'),
-    4294965187: ('proxy connection and download failure', 'check download problems in the proxy logs'),
-}
 
 # Windows codes and curl exit codes live in _codes (one table per family); the names below are kept for callers.
 WINDOWS_ERRORS: dict[int, str] = dict([(code, name) for code, (name, _cls) in TLS_CODES.items()]
@@ -161,8 +153,7 @@ def _lasterror_number(value: t.Any) -> tuple[int, int] | None:
     if number is None or not -0x80000000 <= number <= 0xFFFFFFFF:
         return None
     unsigned = number & 0xFFFFFFFF
-    signed = unsigned - 0x100000000 if unsigned >= 0x80000000 else unsigned
-    return unsigned, signed
+    return unsigned, lasterror_signed(unsigned)
 
 
 def decode_lasterror(value: t.Any) -> dict[str, t.Any]:
@@ -173,7 +164,8 @@ def decode_lasterror(value: t.Any) -> dict[str, t.Any]:
                 'problem': 'unparseable lasterror value %s' % _quote(value), 'action': 'report the raw value'}
     unsigned, signed = numbers
     known = LASTERROR_CODES.get(unsigned)
-    problem, action = known or ("unknown code %d (signed %d, %s): not in Cisco's published table" % (unsigned, signed, hresult_hex(unsigned)),
-                                'report the code (%d / %d) to Cisco TAC' % (unsigned, signed))
+    problem, action = (known.problem, known.action) if known else (
+        "unknown code %d (signed %d, %s): not in Cisco's published table" % (unsigned, signed, hresult_hex(unsigned)),
+        'report the code (%d / %d) to Cisco TAC' % (unsigned, signed))
     return {'unsigned': unsigned, 'signed': signed, 'hex': hresult_hex(unsigned), 'known': known is not None,
             'problem': problem, 'action': action}

@@ -36,6 +36,11 @@ from . import texts
 from .scenario import EndpointState, deep_merge
 
 NETWORK_SECTIONS = ('dns', 'tls', 'curl', 'http', 'roots', 'proxy')
+# The evidence format number and the timestamp format the script writes. The collection defines them in
+# plugins/plugin_utils/_common.py; the lab imports nothing from the collection, so it keeps these copies and
+# tests/unit/test_single_sources.py holds them (and NETWORK_SECTIONS) equal to the collection's.
+EVIDENCE_FORMAT = 1
+TIMESTAMP_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 SUPPORT_PREFIX = 'C:\\Windows\\Temp\\tetra-support-'
 KNOWN_ROOTS = {
     'DF717EAA4AD94EC9558499602D48DE5FBCF03A25': 'CN=IdenTrust Commercial Root CA 1, O=IdenTrust, C=US',
@@ -190,7 +195,7 @@ class EvidenceBuilder:
 
     def build(self) -> Built:
         action = self.request.get('action')
-        doc: dict[str, t.Any] = {'format': 1, 'action': action, 'started': _iso(self.now), 'context': 'user',
+        doc: dict[str, t.Any] = {'format': EVIDENCE_FORMAT, 'action': action, 'started': _iso(self.now), 'context': 'user',
                                  'host': self.host()}
         forceupdate_at = None
         settle_safety_nets(self.state, self.now)
@@ -277,12 +282,8 @@ class EvidenceBuilder:
 
     def forceupdate(self) -> dict[str, t.Any]:
         sfc = self.sfc()
-        run: dict[str, t.Any] = {'ran': False, 'command': None, 'exit_code': None, 'duration_ms': 0, 'encoding': None, 'refused': None}
-        if not sfc or not sfc['company']:
-            run['refused'] = 'sfc_missing'
-            return run
-        if 'Cisco' not in sfc['company']:
-            run['refused'] = 'sfc_not_cisco'
+        run: dict[str, t.Any] = {'ran': False, 'command': None, 'exit_code': None, 'duration_ms': 0, 'encoding': None, 'refused': sfc_refusal(sfc)}
+        if run['refused'] or sfc is None:  # a missing sfc.exe is always refused; `is None` says so to mypy
             return run
         plan = self.scenario['dynamics']['forceupdate']
         hang = plan['outcome'] == 'hang'
@@ -306,10 +307,8 @@ class EvidenceBuilder:
             return None
         work_dir = str(self.request.get('work_dir') or 'C:\\Windows\\Temp\\tetra-support')
         tool = str(self.request.get('capture') or 'none')
-        support: dict[str, t.Any] = {'work_dir': work_dir, 'refused': None}
-        sfc = self.sfc()
-        if not sfc or not sfc['company'] or 'Cisco' not in sfc['company']:
-            support['refused'] = 'sfc_missing' if not sfc or not sfc['company'] else 'sfc_not_cisco'
+        support: dict[str, t.Any] = {'work_dir': work_dir, 'refused': sfc_refusal(self.sfc())}
+        if support['refused']:
             doc['support'] = support
             return None
         if self.request['action'] == 'support_start':
@@ -831,8 +830,16 @@ class EvidenceBuilder:
         return {'thumbprint': thumbprint, 'present': present, 'subject': subject if present else None}
 
 
+def sfc_refusal(sfc: dict[str, t.Any] | None) -> str | None:
+    """Why the script refuses to run sfc.exe: no CompanyName, or not Cisco's (its ``-notmatch 'Cisco'`` ignores case).
+    The controller's own check is _common.is_cisco_publisher; tests/unit/test_single_sources.py holds the two alike."""
+    if not sfc or not sfc['company']:
+        return 'sfc_missing'
+    return None if 'cisco' in sfc['company'].lower() else 'sfc_not_cisco'
+
+
 def _iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
 def _b64(data: bytes) -> str:

@@ -10,8 +10,6 @@ import json
 import os
 
 from ansible_collections.secure_endpoint.tetra.plugins.action.tetra_diagnose import ActionModule as DiagnoseAction
-from ansible_collections.secure_endpoint.tetra.tests.unit.plugins.action.test_tetra_selftest import StdinConnection
-from ansible_collections.secure_endpoint.tetra.tests.unit.plugins.action.test_tetra_posture import output, run
 from ansible_collections.secure_endpoint.tetra.tests.unit.plugins.plugin_utils.test__diagnosis import healthy_document
 from tests.paths import REPO_ROOT
 
@@ -35,9 +33,9 @@ def test_shipped_file_is_up_to_date():
     assert tool.main(['--check']) == 0
 
 
-def test_shipped_file_is_what_tetra_diagnose_sends_by_default():
-    connection = StdinConnection(output(healthy_document()))
-    run(DiagnoseAction, connection)
+def test_shipped_file_is_what_tetra_diagnose_sends_by_default(fake_connection, run_action):
+    connection = fake_connection(healthy_document())
+    run_action(DiagnoseAction, connection)
     sent = connection.request()
     assert json.loads(shipped_bytes()) == sent
     assert sent['context'] == 'system' and sent['action'] == 'collect' and sent['format'] == 1

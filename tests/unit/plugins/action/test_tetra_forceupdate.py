@@ -5,24 +5,15 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from unittest.mock import MagicMock
 
 import pytest
 
 from ansible.errors import AnsibleActionFail
-from ansible.playbook.play_context import PlayContext
 
 from ansible_collections.secure_endpoint.tetra.plugins.action import tetra_forceupdate
 from ansible_collections.secure_endpoint.tetra.plugins.action.tetra_forceupdate import ActionModule
 
 NOW = 1_790_000_000
-
-
-def request_of(stdin: bytes) -> dict:
-    """The request the endpoint reads: the first stdin line, base64 JSON."""
-    return json.loads(base64.b64decode(stdin.split(b'\n', 1)[0]))
 
 
 def local_xml(tetra: int, lasterror: int = 0, last_check: int = NOW - 3600, last_success: int = NOW - 86400) -> str:
@@ -59,61 +50,21 @@ def ran(exit_code=0, version='8.1.7.21417'):
             'duration_ms': 310, 'refused': None}
 
 
-class FakeConnection:
-    """Answers each exec_command with the next recorded document and keeps the requests it was sent."""
-
-    def __init__(self, *documents):
-        self.documents = list(documents)
-        self.requests = []
-        self._shell = MagicMock()
-
-    def exec_command(self, cmd, in_data=None, sudoable=True):
-        self.requests.append(request_of(in_data))
-        answer = self.documents.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return 0, json.dumps(answer).encode('utf-8'), b''
-
-    def reset(self):
-        pass
-
-    @property
-    def actions(self):
-        return [r['action'] for r in self.requests]
-
-
-class FakeClock:
-    def __init__(self):
-        self.time = 1000.0
-        self.sleeps = []
-
-    def now(self):
-        return self.time
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.time += seconds
-
-
 @pytest.fixture(autouse=True)
-def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(ActionModule, 'clock', fake)
-    return fake
+def clock(monkeypatch, fake_clock):
+    monkeypatch.setattr(ActionModule, 'clock', fake_clock)
+    return fake_clock
 
 
-def run(connection, args=None, check_mode=False):
-    task = MagicMock()
-    task.args = args or {}
-    task.check_mode = check_mode
-    task.async_val = 0
-    task.action = 'secure_endpoint.tetra.tetra_forceupdate'
-    action = ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
-    return action.run(task_vars={'inventory_hostname': 'ep-1'})
+@pytest.fixture
+def run(run_action):
+    def run(connection, args=None, check_mode=False):
+        return run_action(ActionModule, connection, args, check_mode)
+    return run
 
 
-def test_connector_725_is_refused_after_one_read():
-    connection = FakeConnection(document(version='7.2.5'))
+def test_connector_725_is_refused_after_one_read(fake_connection, run):
+    connection = fake_connection(document(version='7.2.5'))
     result = run(connection)
     assert connection.actions == ['collect']
     assert connection.requests[0]['sections'] == ['install', 'files']
@@ -123,10 +74,10 @@ def test_connector_725_is_refused_after_one_read():
     assert result['version_before'] == 90600
 
 
-def test_connector_727_runs_the_connectors_own_sfc_and_stops_on_advance(clock):
-    connection = FakeConnection(document(version='7.2.7'), document('forceupdate', version='7.2.7', forceupdate=ran(version='7.2.7')),
-                                document(version='7.2.7', install=False),
-                                document(version='7.2.7', install=False, tetra=90606, last_check=NOW))
+def test_connector_727_runs_the_connectors_own_sfc_and_stops_on_advance(clock, fake_connection, run):
+    connection = fake_connection(document(version='7.2.7'), document('forceupdate', version='7.2.7', forceupdate=ran(version='7.2.7')),
+                                 document(version='7.2.7', install=False),
+                                 document(version='7.2.7', install=False, tetra=90606, last_check=NOW))
     result = run(connection)
     assert connection.actions == ['collect', 'forceupdate', 'collect', 'collect']
     assert connection.requests[1]['sections'] == ['files'] and connection.requests[2]['sections'] == ['files']
@@ -139,8 +90,8 @@ def test_connector_727_runs_the_connectors_own_sfc_and_stops_on_advance(clock):
 
 
 @pytest.mark.parametrize('company, sfc, refused', [('Microsoft Corporation', True, 'sfc_not_cisco'), (None, False, 'sfc_missing')])
-def test_sfc_that_is_not_ciscos_is_never_run(company, sfc, refused):
-    connection = FakeConnection(document(company=company, sfc=sfc))
+def test_sfc_that_is_not_ciscos_is_never_run(company, sfc, refused, fake_connection, run):
+    connection = fake_connection(document(company=company, sfc=sfc))
     result = run(connection)
     assert connection.actions == ['collect']
     assert result['refused'] == refused and result['changed'] is False and result['command'] is None
@@ -148,16 +99,16 @@ def test_sfc_that_is_not_ciscos_is_never_run(company, sfc, refused):
         assert 'Microsoft Corporation' in result['msg'] and 'System File Checker' in result['msg']
 
 
-def test_endpoint_side_refusal_is_reported():
+def test_endpoint_side_refusal_is_reported(fake_connection, run):
     refused = {'ran': False, 'command': None, 'exit_code': None, 'duration_ms': 0, 'refused': 'sfc_not_cisco'}
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=refused))
+    connection = fake_connection(document(), document('forceupdate', forceupdate=refused))
     result = run(connection)
     assert connection.actions == ['collect', 'forceupdate']
     assert result['refused'] == 'sfc_not_cisco' and result['changed'] is False and result['polls'] == 0
 
 
-def test_check_mode_reports_the_command_and_only_reads(clock):
-    connection = FakeConnection(document())
+def test_check_mode_reports_the_command_and_only_reads(clock, fake_connection, run):
+    connection = fake_connection(document())
     result = run(connection, check_mode=True)
     assert connection.actions == ['collect']
     assert result['would_run'] == '"C:\\Program Files\\Cisco\\AMP\\8.1.7.21417\\sfc.exe" -forceupdate'
@@ -165,15 +116,15 @@ def test_check_mode_reports_the_command_and_only_reads(clock):
     assert clock.sleeps == []
 
 
-def test_check_mode_on_an_old_connector_is_refused_too():
-    connection = FakeConnection(document(version='7.2.5'))
+def test_check_mode_on_an_old_connector_is_refused_too(fake_connection, run):
+    connection = fake_connection(document(version='7.2.5'))
     result = run(connection, check_mode=True)
     assert result['refused'] == 'connector_too_old' and result['changed'] is False
 
 
-def test_polling_stops_when_lasterror_changes():
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(), install=False),
-                                document(install=False, lasterror=4294965193))
+def test_polling_stops_when_lasterror_changes(fake_connection, run):
+    connection = fake_connection(document(), document('forceupdate', forceupdate=ran(), install=False),
+                                 document(install=False, lasterror=4294965193))
     result = run(connection)
     assert connection.actions == ['collect', 'forceupdate', 'collect']
     assert result['outcome'] == 'lasterror_changed' and result['changed'] is False and result['updated'] is False
@@ -181,26 +132,26 @@ def test_polling_stops_when_lasterror_changes():
     assert 'cannot connect to the proxy' in result['msg'] and not result.get('failed')
 
 
-def test_polling_stops_when_last_check_changes():
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(), install=False),
-                                document(install=False, last_check=NOW))
+def test_polling_stops_when_last_check_changes(fake_connection, run):
+    connection = fake_connection(document(), document('forceupdate', forceupdate=ran(), install=False),
+                                 document(install=False, last_check=NOW))
     result = run(connection)
     assert result['outcome'] == 'last_check_changed' and result['changed'] is False and result['polls'] == 1
 
 
-def test_polling_stops_at_the_timeout_with_a_bounded_number_of_calls(clock):
+def test_polling_stops_at_the_timeout_with_a_bounded_number_of_calls(clock, fake_connection, run):
     unchanged = [document(install=False)] * 20
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(), install=False), *unchanged)
+    connection = fake_connection(document(), document('forceupdate', forceupdate=ran(), install=False), *unchanged)
     result = run(connection, {'timeout': 30, 'poll_interval': 5})
     assert result['outcome'] == 'timeout' and result['changed'] is False
     assert result['polls'] == 6 and len(connection.requests) == 8 == 30 // 5 + 2
     assert result['version_after'] == 90600 and 'No change within 30 s' in result['msg']
 
 
-def test_slow_calls_count_against_the_timeout(clock, monkeypatch):
+def test_slow_calls_count_against_the_timeout(clock, monkeypatch, fake_connection, run):
     """Each call takes 7 s here: the loop stops when the timeout has passed, not after timeout/interval polls."""
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(), install=False),
-                                *[document(install=False)] * 20)
+    connection = fake_connection(document(), document('forceupdate', forceupdate=ran(), install=False),
+                                 *[document(install=False)] * 20)
     original = connection.exec_command
 
     def slow(cmd, in_data=None, sudoable=True):
@@ -213,46 +164,46 @@ def test_slow_calls_count_against_the_timeout(clock, monkeypatch):
     assert len(connection.requests) == 4 and result['polls'] == 2  # 7 + (5 + 7) * 2 = 31 s > 30 s
 
 
-def test_version_already_advanced_in_the_forceupdate_answer_needs_no_poll(clock):
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(), install=False, tetra=90606, last_check=NOW))
+def test_version_already_advanced_in_the_forceupdate_answer_needs_no_poll(clock, fake_connection, run):
+    connection = fake_connection(document(), document('forceupdate', forceupdate=ran(), install=False, tetra=90606, last_check=NOW))
     result = run(connection)
     assert result['outcome'] == 'version_advanced' and result['polls'] == 0 and clock.sleeps == []
 
 
-def test_wait_false_returns_right_after_the_command():
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(), install=False))
+def test_wait_false_returns_right_after_the_command(fake_connection, run):
+    connection = fake_connection(document(), document('forceupdate', forceupdate=ran(), install=False))
     result = run(connection, {'wait': False})
     assert result['outcome'] == 'not_waited' and result['changed'] is False and connection.actions == ['collect', 'forceupdate']
 
 
-def test_sfc_exit_code_non_zero_fails_without_polling():
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(exit_code=1), install=False))
+def test_sfc_exit_code_non_zero_fails_without_polling(fake_connection, run):
+    connection = fake_connection(document(), document('forceupdate', forceupdate=ran(exit_code=1), install=False))
     result = run(connection)
     assert result['failed'] is True and result['outcome'] == 'command_failed' and 'exited with code 1' in result['msg']
     assert connection.actions == ['collect', 'forceupdate']
 
 
-def test_hung_sfc_warns_and_still_polls():
+def test_hung_sfc_warns_and_still_polls(fake_connection, run):
     hung = dict(ran(), exit_code=None, duration_ms=60012)
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=hung, install=False),
-                                document(install=False, tetra=90606, last_check=NOW))
+    connection = fake_connection(document(), document('forceupdate', forceupdate=hung, install=False),
+                                 document(install=False, tetra=90606, last_check=NOW))
     result = run(connection)
     assert result['outcome'] == 'version_advanced' and result['changed'] is True
     assert any('60 s' in w for w in result['warnings'])
 
 
-def test_an_unreachable_poll_keeps_what_is_known():
+def test_an_unreachable_poll_keeps_what_is_known(fake_connection, run):
     from ansible.errors import AnsibleConnectionFailure
-    connection = FakeConnection(document(), document('forceupdate', forceupdate=ran(), install=False),
-                                AnsibleConnectionFailure('Connection refused'))
+    connection = fake_connection(document(), document('forceupdate', forceupdate=ran(), install=False),
+                                 AnsibleConnectionFailure('Connection refused'))
     result = run(connection)
     assert result['unreachable'] is True
     assert result['version_before'] == 90600 and result['forceupdate']['ran'] is True and result['calls'] == 3
 
 
 @pytest.mark.parametrize('args, text', [({'poll_interval': 0}, 'poll_interval'), ({'deadline': 10}, 'deadline'), ({'bogus': 1}, 'bogus')])
-def test_bad_arguments_fail_before_contacting_the_endpoint(args, text):
-    connection = FakeConnection()
+def test_bad_arguments_fail_before_contacting_the_endpoint(args, text, fake_connection, run):
+    connection = fake_connection()
     with pytest.raises(AnsibleActionFail, match=text):
         run(connection, args)
     assert connection.requests == []

@@ -10,22 +10,15 @@ import hashlib
 import json
 import os
 import re
-from unittest.mock import MagicMock
 
 import pytest
 
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
-from ansible.playbook.play_context import PlayContext
 
 from ansible_collections.secure_endpoint.tetra.plugins.action import tetra_support_bundle
 from ansible_collections.secure_endpoint.tetra.plugins.action.tetra_support_bundle import ActionModule
 
 FOLDER = 'C:\\Program Files\\Cisco\\AMP\\8.1.7.21417'
-
-
-def request_of(stdin: bytes) -> dict:
-    """The request the endpoint reads: the first stdin line, base64 JSON."""
-    return json.loads(base64.b64decode(stdin.split(b'\n', 1)[0]))
 
 
 def policy_xml(interval: int) -> str:
@@ -35,7 +28,7 @@ def policy_xml(interval: int) -> str:
 
 
 class FakeEndpoint:
-    """A connection whose endpoint keeps state: debug logging, capture, files in the work folder."""
+    """An endpoint that keeps state (debug logging, capture, files in the work folder), answering the shared fake connection."""
 
     def __init__(self, company='Cisco Systems, Inc.', interval=None, bundle_size=300_000, fail=None, corrupt=False, refuse_net=False,
                  listed_extra=None):
@@ -46,33 +39,29 @@ class FakeEndpoint:
         self.fail = fail or {}
         self.corrupt = corrupt
         self.requests = []
+        self.connection = None
         self.debug_logging = False
         self.capture_running = False
         self.files = {}
-        self.resets = 0
         self.tasks = {}
         self.refuse_net = refuse_net
         self.listed_extra = listed_extra
-        self._shell = MagicMock()
 
     @property
     def actions(self):
         return [r['action'] for r in self.requests]
 
-    def reset(self):
-        self.resets += 1
-
-    def exec_command(self, cmd, in_data=None, sudoable=True):
-        request = request_of(in_data)
+    def respond(self, request):
+        """The evidence document for one request, or the exception a test asked for instead."""
         self.requests.append(request)
         action = request['action']
         answer = getattr(self, action)(request)
         if action in self.fail:
-            raise self.fail[action]
+            return self.fail[action]
         doc = {'format': 1, 'action': action, 'started': '2026-09-21T10:00:00Z', 'duration_ms': 50, 'context': 'user',
                'host': {'computer_name': 'EP-1'}, 'errors': []}
         doc.update(answer)
-        return 0, json.dumps(doc).encode('utf-8'), b''
+        return doc
 
     def collect(self, request):
         policy = {'path': 'C:\\Program Files\\Cisco\\AMP\\policy.xml', 'readable': False, 'text': None, 'error': {'type': 'x', 'hresult': -1}}
@@ -133,40 +122,22 @@ class FakeEndpoint:
                          'data_b64': base64.b64encode(chunk).decode(), 'eof': offset + len(chunk) >= len(data)}}
 
 
-class FakeClock:
-    def __init__(self, fail_sleep=None):
-        self.time = 0.0
-        self.sleeps = []
-        self.fail_sleep = fail_sleep
-
-    def now(self):
-        return self.time
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        if self.fail_sleep:
-            raise self.fail_sleep
-        self.time += seconds
-
-
 @pytest.fixture(autouse=True)
-def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(ActionModule, 'clock', fake)
-    return fake
+def clock(monkeypatch, fake_clock):
+    monkeypatch.setattr(ActionModule, 'clock', fake_clock)
+    return fake_clock
 
 
-def run(connection, args, check_mode=False, host='ep-1'):
-    task = MagicMock()
-    task.args = args
-    task.check_mode = check_mode
-    task.async_val = 0
-    task.action = 'secure_endpoint.tetra.tetra_support_bundle'
-    action = ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
-    return action.run(task_vars={'inventory_hostname': host})
+@pytest.fixture
+def run(run_action, fake_connection):
+    """Runs the module against a FakeEndpoint through the shared fake connection (kept as endpoint.connection)."""
+    def run(endpoint, args, check_mode=False, host='ep-1'):
+        endpoint.connection = fake_connection(respond=endpoint.respond)
+        return run_action(ActionModule, endpoint.connection, args, check_mode, host)
+    return run
 
 
-def test_full_run_brings_verified_files_and_a_manifest(tmp_path, clock):
+def test_full_run_brings_verified_files_and_a_manifest(tmp_path, clock, run):
     endpoint = FakeEndpoint()
     result = run(endpoint, {'dest': str(tmp_path), 'capture': 'pktmon', 'wait': 30, 'chunk_size': 65536})
     assert not result.get('failed'), result.get('msg')
@@ -198,14 +169,14 @@ def test_full_run_brings_verified_files_and_a_manifest(tmp_path, clock):
     assert result['cleanup']['safety_net_removed'] is True and result['safety_net']['task'] == start['safety_net']['task']
 
 
-def test_remote_folder_is_kept_when_asked(tmp_path):
+def test_remote_folder_is_kept_when_asked(tmp_path, run):
     endpoint = FakeEndpoint()
     result = run(endpoint, {'dest': str(tmp_path), 'wait': 0, 'remove_remote': False})
     assert 'support_cleanup' not in endpoint.actions and endpoint.files
     assert result['remote_removed'] is False and not result.get('failed')
 
 
-def test_a_failed_remote_cleanup_is_a_warning_and_the_bundle_is_kept(tmp_path):
+def test_a_failed_remote_cleanup_is_a_warning_and_the_bundle_is_kept(tmp_path, run):
     endpoint = FakeEndpoint(fail={'support_cleanup': AnsibleConnectionFailure('Connection reset by peer')})
     result = run(endpoint, {'dest': str(tmp_path), 'wait': 0})
     assert not result.get('failed') and result['remote_removed'] is False
@@ -213,8 +184,8 @@ def test_a_failed_remote_cleanup_is_a_warning_and_the_bundle_is_kept(tmp_path):
     assert (tmp_path / 'ep-1' / 'CiscoAMP_Support_Tool_2026_09_21.zip').read_bytes() == endpoint.bundle
 
 
-def test_finish_runs_even_when_the_wait_raises(tmp_path, monkeypatch):
-    monkeypatch.setattr(ActionModule, 'clock', FakeClock(fail_sleep=KeyboardInterrupt()))
+def test_finish_runs_even_when_the_wait_raises(tmp_path, clock, run):
+    clock.fail_sleep = KeyboardInterrupt()
     endpoint = FakeEndpoint()
     with pytest.raises(KeyboardInterrupt):
         run(endpoint, {'dest': str(tmp_path), 'capture': 'netsh', 'wait': 600})
@@ -222,23 +193,23 @@ def test_finish_runs_even_when_the_wait_raises(tmp_path, monkeypatch):
     assert endpoint.debug_logging is False and endpoint.capture_running is False
 
 
-def test_finish_runs_when_support_start_fails_in_the_middle(tmp_path):
+def test_finish_runs_when_support_start_fails_in_the_middle(tmp_path, run):
     """The endpoint started debug logging but its answer was lost: finish must still be sent."""
     endpoint = FakeEndpoint(fail={'support_start': AnsibleConnectionFailure('Connection refused by the remote host')})
     result = run(endpoint, {'dest': str(tmp_path), 'capture': 'pktmon', 'wait': 30})
     assert result['unreachable'] is True
     assert endpoint.actions == ['collect', 'support_start', 'support_finish']
     assert 'support_finish ran' in result['msg'] and result['cleanup']['debug_logging_stopped'] is True
-    assert endpoint.debug_logging is False and endpoint.capture_running is False and endpoint.resets >= 1
+    assert endpoint.debug_logging is False and endpoint.capture_running is False and endpoint.connection.resets >= 1
 
 
-def test_a_failing_finish_is_reported_loudly(tmp_path):
+def test_a_failing_finish_is_reported_loudly(tmp_path, run):
     endpoint = FakeEndpoint(fail={'support_finish': AnsibleConnectionFailure('Connection refused')})
     result = run(endpoint, {'dest': str(tmp_path), 'wait': 1})
     assert result['unreachable'] is True and 'may still be running' in result['msg']
 
 
-def test_checksum_mismatch_fails_and_leaves_no_file(tmp_path):
+def test_checksum_mismatch_fails_and_leaves_no_file(tmp_path, run):
     endpoint = FakeEndpoint(corrupt=True)
     with pytest.raises(AnsibleActionFail, match='sha256'):
         run(endpoint, {'dest': str(tmp_path), 'wait': 0})
@@ -246,7 +217,7 @@ def test_checksum_mismatch_fails_and_leaves_no_file(tmp_path):
     assert [p.name for p in (tmp_path / 'ep-1').iterdir()] == []
 
 
-def test_chunked_transfer_reassembles_across_chunk_boundaries(tmp_path):
+def test_chunked_transfer_reassembles_across_chunk_boundaries(tmp_path, run):
     endpoint = FakeEndpoint(bundle_size=4096 * 3 + 17)
     result = run(endpoint, {'dest': str(tmp_path), 'wait': 0, 'chunk_size': 4096})
     assert endpoint.actions.count('read_file') == 4
@@ -255,7 +226,7 @@ def test_chunked_transfer_reassembles_across_chunk_boundaries(tmp_path):
     assert (tmp_path / 'ep-1' / result['files'][0]['name']).read_bytes() == endpoint.bundle
 
 
-def test_check_mode_runs_nothing_and_reports_the_plan(tmp_path, clock):
+def test_check_mode_runs_nothing_and_reports_the_plan(tmp_path, clock, run):
     endpoint = FakeEndpoint(interval=1800)
     result = run(endpoint, {'dest': str(tmp_path), 'capture': 'pktmon'}, check_mode=True)
     assert endpoint.actions == ['collect']
@@ -267,18 +238,18 @@ def test_check_mode_runs_nothing_and_reports_the_plan(tmp_path, clock):
     assert 'Nothing was run' in result['msg']
 
 
-def test_wait_defaults_to_the_policy_interval_capped_by_max_wait(tmp_path, clock):
+def test_wait_defaults_to_the_policy_interval_capped_by_max_wait(tmp_path, clock, run):
     run(FakeEndpoint(interval=7200), {'dest': str(tmp_path), 'max_wait': 900})
     assert clock.sleeps == [900]
 
 
-def test_non_cisco_sfc_is_refused_before_anything_runs(tmp_path):
+def test_non_cisco_sfc_is_refused_before_anything_runs(tmp_path, run):
     endpoint = FakeEndpoint(company='Microsoft Corporation')
     result = run(endpoint, {'dest': str(tmp_path)})
     assert endpoint.actions == ['collect'] and result['refused'] == 'sfc_not_cisco' and result['changed'] is False
 
 
-def test_hostile_host_name_stays_inside_dest(tmp_path):
+def test_hostile_host_name_stays_inside_dest(tmp_path, run):
     result = run(FakeEndpoint(), {'dest': str(tmp_path), 'wait': 0}, host='../../etc')
     assert os.path.dirname(result['dest']) == str(tmp_path)
 
@@ -296,7 +267,7 @@ def test_argument_spec_matches_the_documentation():
 
 # ---------------------------------------------------------------- safety net and hostile inputs
 
-def test_safety_net_stops_the_netsh_capture_then_debug_logging(tmp_path):
+def test_safety_net_stops_the_netsh_capture_then_debug_logging(tmp_path, run):
     endpoint = FakeEndpoint()
     run(endpoint, {'dest': str(tmp_path), 'capture': 'netsh', 'wait': 0, 'deadline': 60})
     net = endpoint.requests[1]['safety_net']
@@ -304,7 +275,7 @@ def test_safety_net_stops_the_netsh_capture_then_debug_logging(tmp_path):
     assert set(net['stop']) <= set(endpoint.requests[1]['commands'])
 
 
-def test_without_a_safety_net_nothing_starts_and_nothing_waits(tmp_path, clock):
+def test_without_a_safety_net_nothing_starts_and_nothing_waits(tmp_path, clock, run):
     endpoint = FakeEndpoint(refuse_net=True)
     result = run(endpoint, {'dest': str(tmp_path), 'capture': 'pktmon', 'wait': 600})
     assert endpoint.actions == ['collect', 'support_start'] and clock.sleeps == []
@@ -313,7 +284,7 @@ def test_without_a_safety_net_nothing_starts_and_nothing_waits(tmp_path, clock):
     assert endpoint.debug_logging is False and endpoint.capture_running is False
 
 
-def test_a_safety_net_left_behind_is_a_warning(tmp_path, monkeypatch):
+def test_a_safety_net_left_behind_is_a_warning(tmp_path, monkeypatch, run):
     endpoint = FakeEndpoint()
     original = endpoint.support_finish
 
@@ -328,20 +299,20 @@ def test_a_safety_net_left_behind_is_a_warning(tmp_path, monkeypatch):
     assert any('safety-net task' in w and 'denied' in w for w in result['warnings'])
 
 
-def test_a_lost_finish_names_the_safety_net(tmp_path):
+def test_a_lost_finish_names_the_safety_net(tmp_path, run):
     endpoint = FakeEndpoint(fail={'support_finish': AnsibleConnectionFailure('Connection refused')})
     result = run(endpoint, {'dest': str(tmp_path), 'wait': 1})
     assert 'safety-net task "secure_endpoint.tetra support ' in result['msg'] and '2026-09-21T11:00:00Z' in result['msg']
 
 
-def test_check_mode_shows_the_safety_net(tmp_path):
+def test_check_mode_shows_the_safety_net(tmp_path, run):
     result = run(FakeEndpoint(), {'dest': str(tmp_path), 'capture': 'pktmon', 'wait': 60}, check_mode=True)
     assert result['safety_net']['delay_s'] == 60 + 600 + 120 and 'safety net' in result['msg']
 
 
 @pytest.mark.parametrize('listed', ['C:\\Windows\\System32\\config\\SAM', 'C:\\Windows\\Temp\\tetra-support-other\\x.zip',
                                     '{work}\\..\\..\\x', '{work}\\sub\\x.zip', '{work}\\x.zip\n', '{work}\\a\x00b'])
-def test_a_listed_file_outside_the_work_folder_is_refused(tmp_path, listed):
+def test_a_listed_file_outside_the_work_folder_is_refused(tmp_path, listed, run):
     endpoint = FakeEndpoint()
     original = endpoint.support_finish
 
@@ -363,7 +334,7 @@ def test_a_listed_file_outside_the_work_folder_is_refused(tmp_path, listed):
     ({'max_wait': 86401}, 'max_wait'), ({'deadline': 0}, 'deadline must be from 60 to 3600'), ({'deadline': -60}, 'deadline'),
     ({'deadline': 59}, 'deadline'), ({'deadline': 3601}, 'deadline'), ({'chunk_size': 0}, 'chunk_size'), ({'chunk_size': 2 ** 40}, 'chunk_size'),
 ])
-def test_hostile_arguments_fail_clearly_before_any_call(tmp_path, args, text):
+def test_hostile_arguments_fail_clearly_before_any_call(tmp_path, args, text, run):
     endpoint = FakeEndpoint()
     args = dict({'dest': str(tmp_path)}, **args)
     with pytest.raises(AnsibleActionFail, match=re.escape(text)):

@@ -27,25 +27,6 @@ def decode_bootstrap(command: str) -> str:
     return base64.b64decode(command.split(' ')[-1]).decode('utf-16-le')
 
 
-class FakeConnection:
-    def __init__(self, *outcomes):
-        self.outcomes = list(outcomes)
-        self.calls = []
-        self.resets = 0
-
-    def exec_command(self, cmd, in_data=None, sudoable=True):
-        self.calls.append((cmd, in_data))
-        outcome = self.outcomes.pop(0)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if callable(outcome):
-            return outcome()
-        return outcome
-
-    def reset(self):
-        self.resets += 1
-
-
 def test_the_command_line_is_the_shell_plugins_own_encoded_form_and_constant():
     first = build_command('Write-Output 1', {'update_server': 'a'})[0]
     second = build_command(entry_script('collect'), {'update_server': 'b' * 5000})[0]
@@ -106,35 +87,35 @@ def test_long_garbage_is_quoted_but_bounded():
     assert len(caught.value.result['msg']) < 1000
 
 
-def test_call_returns_the_document_and_sends_one_command():
-    connection = FakeConnection((0, GOOD, b''))
+def test_call_returns_the_document_and_sends_one_command(fake_connection):
+    connection = fake_connection((0, GOOD, b''))
     call = EvidenceCall(connection, {'action': 'collect', 'deadline_s': 5}, script='x')
     assert call.run()['format'] == 1
     assert len(connection.calls) == 1 and call.attempts == 1
-    assert json.loads(base64.b64decode(connection.calls[0][1].split(b'\n', 1)[0]))['format'] == 1
+    assert connection.request()['format'] == 1
 
 
-def test_a_transport_reset_is_retried_once():
-    connection = FakeConnection(AnsibleConnectionFailure('ConnectionResetError(104, Connection reset by peer)'), (0, GOOD, b''))
+def test_a_transport_reset_is_retried_once(fake_connection):
+    connection = fake_connection(AnsibleConnectionFailure('ConnectionResetError(104, Connection reset by peer)'), (0, GOOD, b''))
     call = EvidenceCall(connection, {'deadline_s': 5}, script='x')
     assert call.run()['format'] == 1
     assert call.attempts == 2 and connection.resets == 1
 
 
-def test_two_resets_make_the_host_unreachable():
-    connection = FakeConnection(AnsibleConnectionFailure('Connection reset by peer'), AnsibleConnectionFailure('Connection reset by peer'))
+def test_two_resets_make_the_host_unreachable(fake_connection):
+    connection = fake_connection(AnsibleConnectionFailure('Connection reset by peer'), AnsibleConnectionFailure('Connection reset by peer'))
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
     assert caught.value.result['unreachable'] is True
     assert 'reset twice' in caught.value.result['msg']
 
 
-def test_a_transient_server_error_is_retried_once_then_unreachable():
+def test_a_transient_server_error_is_retried_once_then_unreachable(fake_connection):
     busy = AnsibleConnectionFailure('winrm connection error: Bad HTTP response returned from server. Code 500')
-    connection = FakeConnection(busy, (0, GOOD, b''))
+    connection = fake_connection(busy, (0, GOOD, b''))
     call = EvidenceCall(connection, {'deadline_s': 5}, script='x')
     assert call.run()['format'] == 1 and call.attempts == 2
-    connection = FakeConnection(busy, busy)
+    connection = fake_connection(busy, busy)
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
     assert caught.value.result['unreachable'] is True and 'failed twice' in caught.value.result['msg']
@@ -153,9 +134,9 @@ def test_json_nested_too_deeply_is_a_clear_failure_not_a_crash():
     assert 'nested too deeply' in caught.value.result['msg']
 
 
-def test_wrong_password_is_unreachable_without_retry():
+def test_wrong_password_is_unreachable_without_retry(fake_connection):
     failure = AnsibleConnectionFailure('ntlm: the specified credentials were rejected by the server')
-    connection = FakeConnection(failure)
+    connection = fake_connection(failure)
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
     assert caught.value.result['unreachable'] is True
@@ -163,17 +144,17 @@ def test_wrong_password_is_unreachable_without_retry():
     assert len(connection.calls) == 1
 
 
-def test_unwrapped_transport_errors_become_unreachable():
-    connection = FakeConnection(ConnectionRefusedError(111, 'Connection refused'))
+def test_unwrapped_transport_errors_become_unreachable(fake_connection):
+    connection = fake_connection(ConnectionRefusedError(111, 'Connection refused'))
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
     assert caught.value.result['unreachable'] is True
     assert 'Connection refused' in caught.value.result['msg']
 
 
-def test_a_hung_transport_is_abandoned_after_the_budget(monkeypatch):
+def test_a_hung_transport_is_abandoned_after_the_budget(monkeypatch, fake_connection):
     monkeypatch.setattr(_remote, '_GRACE_S', 0.2)
-    connection = FakeConnection(lambda: time.sleep(3) or (0, GOOD, b''))
+    connection = fake_connection(lambda: time.sleep(3) or (0, GOOD, b''))
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 0.1}, script='x').run()
     assert 'did not answer within' in caught.value.result['msg']
@@ -181,26 +162,6 @@ def test_a_hung_transport_is_abandoned_after_the_budget(monkeypatch):
 
 
 # ---- the per-host wall-clock bound (issue 12) ----
-
-class ClosingConnection(FakeConnection):
-    """A connection whose close (the WinRM Delete) can hang, like a frozen endpoint's."""
-
-    def __init__(self, *outcomes, close_s=0.0, reset_s=0.0):
-        super().__init__(*outcomes)
-        self.close_s = close_s
-        self.reset_s = reset_s
-        self.closes = 0
-        self.shell_id = 'shell-1'
-        self._connected = True
-
-    def close(self):
-        self.closes += 1
-        time.sleep(self.close_s)
-
-    def reset(self):
-        super().reset()
-        time.sleep(self.reset_s)
-
 
 @pytest.fixture
 def short_bound(monkeypatch):
@@ -210,8 +171,8 @@ def short_bound(monkeypatch):
     return 1.5
 
 
-def test_the_bound_holds_when_the_endpoint_never_answers_and_the_close_hangs(short_bound):
-    connection = ClosingConnection(lambda: time.sleep(30), close_s=30)
+def test_the_bound_holds_when_the_endpoint_never_answers_and_the_close_hangs(short_bound, fake_connection):
+    connection = fake_connection(lambda: time.sleep(30), close_s=30)
     started = time.monotonic()
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 0.5}, script='x').run()
@@ -227,8 +188,8 @@ def test_the_bound_holds_when_the_endpoint_never_answers_and_the_close_hangs(sho
     assert connection.closes == 1 and connection.shell_id is None and connection._connected is False
 
 
-def test_ansibles_own_close_after_the_task_is_bounded_too(short_bound):
-    connection = ClosingConnection((0, GOOD, b''), close_s=30)
+def test_ansibles_own_close_after_the_task_is_bounded_too(short_bound, fake_connection):
+    connection = fake_connection((0, GOOD, b''), close_s=30)
     EvidenceCall(connection, {'deadline_s': 0.5}, script='x').run()
     started = time.monotonic()
     connection.close()  # what TaskExecutor does after every task
@@ -236,15 +197,15 @@ def test_ansibles_own_close_after_the_task_is_bounded_too(short_bound):
     assert connection.closes == 1
 
 
-def test_the_bound_covers_the_retry_and_the_reconnect(short_bound):
+def test_the_bound_covers_the_retry_and_the_reconnect(short_bound, fake_connection):
     reset = AnsibleConnectionFailure('Connection reset by peer')
-    connection = ClosingConnection(reset, lambda: time.sleep(30), reset_s=0.2)
+    connection = fake_connection(reset, lambda: time.sleep(30), reset_s=0.2)
     started = time.monotonic()
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 0.5}, script='x').run()
     assert time.monotonic() - started < short_bound + 0.5
     assert '(attempt 2)' in caught.value.result['msg']
-    connection = ClosingConnection(reset, reset_s=30)
+    connection = fake_connection(reset, reset_s=30)
     started = time.monotonic()
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 0.5}, script='x').run()
@@ -252,17 +213,17 @@ def test_the_bound_covers_the_retry_and_the_reconnect(short_bound):
     assert 'reconnecting for the retry hung' in caught.value.result['msg']
 
 
-def test_a_failed_call_closes_its_shell_at_once():
-    connection = ClosingConnection(AnsibleConnectionFailure('read timed out'))
+def test_a_failed_call_closes_its_shell_at_once(fake_connection):
+    connection = fake_connection(AnsibleConnectionFailure('read timed out'))
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 5}, script='x').run()
     assert connection.closes == 1
     assert caught.value.result['timings']['attempts'] == 1
 
 
-def test_a_transient_500_on_the_receive_is_retried_like_a_reset():
+def test_a_transient_500_on_the_receive_is_retried_like_a_reset(fake_connection):
     busy = AnsibleConnectionFailure('winrm send_input failed; HTTP 503 Service Unavailable')
-    connection = FakeConnection(busy, (0, GOOD, b''))
+    connection = fake_connection(busy, (0, GOOD, b''))
     call = EvidenceCall(connection, {'deadline_s': 5}, script='x')
     assert call.run()['format'] == 1 and call.attempts == 2 and connection.resets == 1
 
@@ -273,13 +234,13 @@ def test_announced_bound():
     assert _remote.announced_bound_s(-5) == 30
 
 
-def test_messages_never_carry_a_password_or_a_terminal_escape():
+def test_messages_never_carry_a_password_or_a_terminal_escape(fake_connection):
     with pytest.raises(RemoteError) as caught:
         parse_document(0, b'\x1b]0;owned\x07<proxy><password>hunter2</password></proxy>', b'')
     assert 'hunter2' not in caught.value.result['msg'] and '\x1b' not in caught.value.result['msg']
     failure = AnsibleConnectionFailure('auth failed for <password>hunter2</password> \x1b[2J')
     with pytest.raises(RemoteError) as caught:
-        EvidenceCall(FakeConnection(failure), {'deadline_s': 5}, script='x').run()
+        EvidenceCall(fake_connection(failure), {'deadline_s': 5}, script='x').run()
     assert 'hunter2' not in caught.value.result['msg'] and '\x1b' not in caught.value.result['msg']
 
 
@@ -287,20 +248,20 @@ def test_printable_makes_hostile_characters_visible():
     assert _text.printable('a\x1b[2J\ud800\r\nb\u202e\x00\tc') == 'a\\x1b[2J\\ud800\nb\\u202e\\x00\tc'
 
 
-def test_the_retry_closes_the_old_shell_before_reconnecting():
-    connection = ClosingConnection(AnsibleConnectionFailure('Connection reset by peer'), (0, GOOD, b''))
+def test_the_retry_closes_the_old_shell_before_reconnecting(fake_connection):
+    connection = fake_connection(AnsibleConnectionFailure('Connection reset by peer'), (0, GOOD, b''))
     call = EvidenceCall(connection, {'deadline_s': 5}, script='x')
     assert call.run()['format'] == 1
     assert connection.closes == 1 and connection.resets == 1
 
 
-def test_the_size_cap_is_the_callers():
+def test_the_size_cap_is_the_callers(fake_connection):
     answer = b'{"format": 1, "x": "' + b'A' * (2 * 2 ** 20) + b'"}'
     assert parse_document(0, answer, b'', max_bytes=3 * 2 ** 20)['format'] == 1
     with pytest.raises(RemoteError) as caught:
         parse_document(0, answer, b'', max_bytes=2 ** 20)
     assert 'more than the 1 MB' in caught.value.result['msg'] and '{"format": 1' in caught.value.result['msg']
-    connection = FakeConnection((0, answer, b''))
+    connection = fake_connection((0, answer, b''))
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 5}, script='x', max_bytes=2 ** 20).run()
     assert 'more than the 1 MB' in caught.value.result['msg'] and caught.value.result['timings']['attempts'] == 1

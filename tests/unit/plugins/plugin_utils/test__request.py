@@ -223,3 +223,12 @@ def test_placeholder_values_with_a_trailing_newline_are_refused(value):
     # The check is a full match: `^...$` would have accepted "C:\x\n".
     with pytest.raises(ValueError):
         req.check_placeholder_value(value)
+
+
+def test_host_name_length_limits_are_rfc_1123s():
+    """253 characters in all and 63 per label pass; one more of either is refused."""
+    longest = '.'.join(['a' * 63] * 3 + ['b' * 61])
+    assert len(longest) == 253 and req.check_hostname(longest, 'update_server') == longest
+    for value in (longest + 'b', 'a' * 64 + '.example'):
+        with pytest.raises(ValueError, match='update_server must be a DNS host name'):
+            req.check_hostname(value, 'update_server')
