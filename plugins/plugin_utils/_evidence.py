@@ -78,6 +78,15 @@ def invalid_fields(doc: dict[str, t.Any]) -> str | None:
 _HOST_KEYS = ('computer_name', 'os_caption', 'os_build', 'ps_version', 'culture', 'user')
 
 
+def _system(doc: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    """The machine's network configuration as reported (WinHTTP proxy text, DNS servers, PAC URL), or None when not collected."""
+    if 'system' not in doc:
+        return None
+    system = _as_dict(doc.get('system'))
+    return {'winhttp_proxy': _str(system.get('winhttp_proxy')), 'pac_url': _str(system.get('pac_url')),
+            'dns_servers': [server for server in (_str(item) for item in _as_list(system.get('dns_servers'))) if server]}
+
+
 def _host(doc: dict[str, t.Any]) -> dict[str, t.Any] | None:
     if 'host' not in doc:
         return None
@@ -196,7 +205,7 @@ def parse_evidence(doc: dict[str, t.Any]) -> dict[str, t.Any]:
         'host': _host(doc), 'installed': _installed(install), 'install': install, 'posture': posture,
         'local': local, 'policy': _file(doc, 'policy_xml', parse_policy_xml, 'readable'),
         'tetra_version': tetra_version, 'tetra_version_source': source,
-        'probes': _probes(doc), 'system_task': _system_task(doc), 'errors': _errors(doc),
+        'system': _system(doc), 'probes': _probes(doc), 'system_task': _system_task(doc), 'errors': _errors(doc),
     }
     facts['invalid'] = invalid_fields(doc)
     facts['problems'] = ([facts['invalid']] if facts['invalid'] else []) + _null_sections(doc) + _problems(facts)

@@ -34,7 +34,6 @@ def test_the_proxy_and_the_connectors_lasterror_are_reported(lasterror, connect_
     assert result['msg'] == msg
 
 
-@pytest.mark.xfail(strict=True, reason="parse_evidence keeps no 'system' facts, so the documented winhttp_proxy is always None (known bug)")
 def test_the_winhttp_proxy_setting_is_reported(fake_connection, run_action):
     result = run_action(ActionModule, fake_connection(healthy_document()))
     assert 'Direct access (no proxy server).' in result['winhttp_proxy']

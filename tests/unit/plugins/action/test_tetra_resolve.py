@@ -25,7 +25,6 @@ def test_every_name_resolves(fake_connection, run_action):
     assert result['msg'] == 'resolved: %s (as system)' % ', '.join(NAMES)
 
 
-@pytest.mark.xfail(strict=True, reason="parse_evidence keeps no 'system' facts, so the documented dns_servers is always None (known bug)")
 def test_the_endpoints_dns_servers_are_reported(fake_connection, run_action):
     assert run_action(ActionModule, fake_connection(healthy_document()))['dns_servers'] == ['10.0.0.53']
 
