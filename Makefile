@@ -103,7 +103,7 @@ collection: $(STAMP)
 # ---------------------------------------------------------------------------------------------
 # checks
 pscheck: $(STAMP)
-	$(VBIN)/python tools/pscheck.py $$(git ls-files --cached --others --exclude-standard -- '*.ps1' '*.psm1' '*.psd1')
+	$(VBIN)/python tools/pscheck.py --entries files/entries.json $$(git ls-files --cached --others --exclude-standard -- '*.ps1' '*.psm1' '*.psd1')
 
 # ruff, plus pycodestyle for the continuation-line and blank-line rules ruff does not implement, with the
 # settings of ansible-test's pep8 test (so `make sanity` finds nothing new there).

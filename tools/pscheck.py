@@ -116,6 +116,19 @@ PS510  ``Get-CimInstance``/``Invoke-CimMethod`` (``gcim``/``icim``) without ``-O
        misses its deadline. Use ``Get-CimInstance ... -OperationTimeoutSec N``.
        https://learn.microsoft.com/powershell/module/cimcmdlets/get-ciminstance
 
+With ``--entries files/entries.json`` the shipped parts are also checked as the controller joins them
+(one script per entry, parts in the listed order), for what only shows at run time on Windows:
+
+PS600  an entry calls a function of the collector that none of its parts defines (another entry's part
+       does): CommandNotFoundException when that path runs.
+PS601  an entry reads a script-level variable that only another entry's part assigns: $null at run time,
+       no error (Set-StrictMode is off).
+PS602  a probe block (a script block assigned at a part's top level) calls a collector function missing
+       from ``$ProbeHelpers``: probe runspaces start empty and get only those functions.
+PS603  a shipped part over 400 lines (one concern per part, readable in one sitting).
+PS604  entries.json names a part that does not exist, an action whose entry is missing, a files/*.ps1
+       part no entry uses, or joins the part holding the param block after another part.
+
 Silencing a PS5xx finding on one line needs a reason: end the line with
 ``# pscheck: allow PS503 <reason>`` (several codes: ``PS503,PS508``). An allow comment without a
 reason silences nothing. Rules PS1xx-PS4xx cannot be silenced.
@@ -125,6 +138,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import re
 import sys
 import typing as t
@@ -937,14 +952,171 @@ def check_file(path: str) -> list[Finding]:
         return check_source(handle.read(), path)
 
 
+# -- PS600-PS604 the parts as the controller joins them ------------------------------------------
+
+PART_MAX_LINES = 400
+# files/*.ps1 that are not parts: the local runner joins the parts itself.
+RUNNERS = ('tetra_evidence.ps1',)
+
+
+@dataclasses.dataclass
+class _Part:
+    """What one part defines and uses, for the checks across parts."""
+
+    path: str
+    data: bytes
+    functions: set[str] = dataclasses.field(default_factory=set)
+    calls: list[tuple[str, tree_sitter.Node]] = dataclasses.field(default_factory=list)
+    globals: set[str] = dataclasses.field(default_factory=set)
+    assigned: set[str] = dataclasses.field(default_factory=set)
+    reads: list[tuple[str, tree_sitter.Node]] = dataclasses.field(default_factory=list)
+    blocks: list[tree_sitter.Node] = dataclasses.field(default_factory=list)
+    helpers: set[str] = dataclasses.field(default_factory=set)
+    param_block: tree_sitter.Node | None = None
+
+    def finding(self, node: tree_sitter.Node, rule: str, message: str) -> Finding:
+        line = self.data.splitlines()[node.start_point[0]].decode('utf-8', 'replace').strip() if self.data else ''
+        return Finding(self.path, node.start_point[0] + 1, node.start_point[1] + 1, rule, message, line)
+
+
+def _top_level(node: tree_sitter.Node) -> bool:
+    return not any(a.type in ('function_statement', 'script_block_expression') for a in _ancestors(node))
+
+
+def _variable_key(node: tree_sitter.Node) -> str:
+    return _text(node)[1:].strip('{}').split(':', 1)[-1].lower()
+
+
+def _read_part(path: str) -> _Part:
+    with open(path, 'rb') as handle:
+        part = _Part(path, handle.read())
+    for node in _iter_nodes(_parser().parse(part.data).root_node):
+        if node.type == 'function_statement':
+            name = next((c for c in node.children if c.type == 'function_name'), None)
+            if name is not None:
+                part.functions.add(_text(name).lower())
+        elif node.type == 'command_name':
+            part.calls.append((_text(node).lower(), node))
+        elif node.type == 'assignment_expression':
+            _note_assignment(part, node)
+        elif node.type == 'variable':
+            part.reads.append((_variable_key(node), node))
+        elif node.type == 'param_block' and _top_level(node):
+            part.param_block = node
+        elif node.type in ('script_parameter',):
+            part.assigned.update(_variable_key(v) for v in _iter_nodes(node) if v.type == 'variable')
+    return part
+
+
+def _note_assignment(part: _Part, node: tree_sitter.Node) -> None:
+    target = next((v for v in _iter_nodes(node.children[0]) if v.type == 'variable'), None)
+    if target is None:
+        return
+    key = _variable_key(target)
+    part.assigned.add(key)
+    if not _top_level(node):
+        return
+    part.globals.add(key)
+    value = node.children[-1]
+    block = next((v for v in _iter_nodes(value) if v.type == 'script_block_expression'), None)
+    if block is not None and _text(value).lstrip().startswith('{'):
+        part.blocks.append(block)
+    if key == 'probehelpers':
+        part.helpers.update(_strip_quotes(_text(v)).lower() for v in _iter_nodes(value) if v.type == 'string_literal')
+
+
+def _foreach_names(part: _Part) -> set[str]:
+    """Loop variables (``foreach ($x in ...)``) count as assigned."""
+    names = set()
+    for node in _iter_nodes(_parser().parse(part.data).root_node):
+        if node.type == 'foreach_statement':
+            first = next((v for v in _iter_nodes(node) if v.type == 'variable'), None)
+            if first is not None:
+                names.add(_variable_key(first))
+    return names
+
+
+def check_entries(manifest_path: str) -> list[Finding]:
+    """PS600-PS604 over the parts of every entry of files/entries.json, joined as the controller joins them."""
+    folder = os.path.dirname(os.path.abspath(manifest_path))
+    with open(manifest_path, encoding='utf-8') as handle:
+        manifest = json.load(handle)
+    entries: dict[str, list[str]] = manifest['entries']
+    findings = _manifest_findings(manifest_path, folder, manifest)
+    names = sorted({name for parts in entries.values() for name in parts if os.path.isfile(os.path.join(folder, name))})
+    parts = {name: _read_part(os.path.join(folder, name)) for name in names}
+    for part in parts.values():
+        part.assigned |= _foreach_names(part)
+        lines = part.data.count(b'\n')
+        if lines > PART_MAX_LINES:
+            findings.append(Finding(part.path, 1, 1, 'PS603', f'{lines} lines, more than {PART_MAX_LINES}: split the part by concern', ''))
+    all_functions = set().union(*(p.functions for p in parts.values())) if parts else set()
+    all_globals = set().union(*(p.globals for p in parts.values())) if parts else set()
+    for entry, members in entries.items():
+        joined = [parts[name] for name in members if name in parts]
+        findings += _entry_findings(entry, joined, all_functions, all_globals)
+    return sorted(set(findings))
+
+
+def _manifest_findings(manifest_path: str, folder: str, manifest: dict[str, t.Any]) -> list[Finding]:
+    findings = []
+    entries = manifest['entries']
+
+    def bad(message: str) -> None:
+        findings.append(Finding(manifest_path, 1, 1, 'PS604', message, ''))
+    for entry, members in entries.items():
+        for name in members:
+            if not os.path.isfile(os.path.join(folder, name)):
+                bad(f'entry {entry} names {name}, which does not exist')
+    for action, entry in manifest['actions'].items():
+        if entry not in entries:
+            bad(f'action {action} runs entry {entry}, which entries.json does not define')
+    used = {name for members in entries.values() for name in members}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith('.ps1') and name not in used and name not in RUNNERS:
+            bad(f'{name} is in no entry')
+    return findings
+
+
+def _entry_findings(entry: str, joined: list[_Part], all_functions: set[str], all_globals: set[str]) -> list[Finding]:
+    findings = []
+    functions = set().union(*(p.functions for p in joined)) if joined else set()
+    globals_ = set().union(*(p.globals for p in joined)) if joined else set()
+    assigned = set().union(*(p.assigned for p in joined)) if joined else set()
+    helpers = set().union(*(p.helpers for p in joined)) if joined else set()
+    for index, part in enumerate(joined):
+        if part.param_block is not None and index > 0:
+            findings.append(part.finding(part.param_block, 'PS604', f'entry {entry} joins this part, which has the script\'s param block, '
+                                         'after another part: a param block must come first in the joined script'))
+        for name, node in part.calls:
+            if name in all_functions and name not in functions:
+                findings.append(part.finding(node, 'PS600', f'entry {entry} calls {_text(node)}, defined in no part of the entry'))
+        for key, node in part.reads:
+            if key in all_globals and key not in globals_ and key not in assigned:
+                findings.append(part.finding(node, 'PS601', f'entry {entry} reads {_text(node)}, which only another entry\'s part assigns'))
+        for block in part.blocks:
+            for node in _iter_nodes(block):
+                if node.type == 'command_name' and _text(node).lower() in functions and _text(node).lower() not in helpers:
+                    findings.append(part.finding(node, 'PS602', f'{_text(node)} is called in a probe block but not listed in $ProbeHelpers: '
+                                                 'the probe runspace will not have it'))
+    return findings
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description='Check PowerShell scripts for Windows PowerShell 5.1 compatibility.')
     parser.add_argument('files', nargs='*', metavar='FILE', help='.ps1/.psm1/.psd1 files to check')
+    parser.add_argument('--entries', metavar='MANIFEST', help='also check the parts joined per entry as files/entries.json lists them')
     args = parser.parse_args(argv)
-    if not args.files:
+    if not args.files and not args.entries:
         print('pscheck: no PowerShell files given, nothing to check')
         return 0
     total = 0
+    if args.entries:
+        findings = check_entries(args.entries)
+        for finding in findings:
+            print(finding.format())
+        total += len(findings)
+        print(f'pscheck: entries of {args.entries}: ' + ('ok' if not findings else f'{len(findings)} finding(s)'), file=sys.stderr)
     for path in args.files:
         try:
             findings = check_file(path)

@@ -13,7 +13,7 @@ from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError
 
 from tests.lab import Lab
 
-from .helpers import PASSWORD, SCRIPT, USER, command_line, encode, input_launch, request, run, session
+from .helpers import PASSWORD, SCRIPT, USER, command_line, encode, entry_main, input_launch, request, run, session
 
 
 @pytest.mark.parametrize('transport,https', [('basic', False), ('ntlm', False), ('ntlm', True), ('basic', True)])
@@ -94,3 +94,24 @@ def test_unknown_shell_is_a_wsman_fault(tetra_lab: Lab) -> None:
     with pytest.raises(winrm.exceptions.WSManFaultError) as caught:
         protocol.run_command('00000000-0000-0000-0000-000000000000', 'hostname')
     assert caught.value.wsman_fault_code == 2150858843
+
+
+def test_an_entry_answers_only_what_it_handles(tetra_lab: Lab) -> None:
+    """Read-TetraRequest of the joined entry refuses another entry's action or section, and runs nothing else."""
+    transfer = entry_main(actions=['read_file', 'support_cleanup'], sections=[], cim=False)
+    line, stdin = input_launch(request(sections=['install']), transfer)
+    out, err, rc = run(session(tetra_lab, 'healthy'), line, stdin=stdin)
+    document = json.loads(out)
+    assert rc == 0, err
+    assert 'install' not in document and document['host']['os_caption'] is None
+    assert [(e['section'], e['message']) for e in document['errors']] == [('request', "this entry does not handle the action 'collect'")]
+    remediation = entry_main(actions=['forceupdate'], sections=['install', 'files'])
+    line, stdin = input_launch(request(action='forceupdate', sections=['install', 'dns']), remediation)
+    document = json.loads(run(session(tetra_lab, 'healthy'), line, stdin=stdin)[0])
+    assert 'forceupdate' not in document and document['errors'][0]['message'] == 'this entry does not collect the section(s) dns'
+
+
+def test_a_script_without_an_entry_main_writes_nothing(tetra_lab: Lab) -> None:
+    line, stdin = input_launch(request(sections=['install']), 'function Read-TetraRequest { }\n')
+    out, err, rc = run(session(tetra_lab, 'healthy'), line, stdin=stdin)
+    assert (out, rc) == (b'', 0), err

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -229,10 +230,13 @@ def test_cli_without_files_and_missing_file(tmp_path):
 def test_shipped_scripts_are_clean():
     """Every PowerShell file in the collection passes (the same check `make pscheck` runs)."""
     scripts = []
-    for base, _dirs, files in os.walk(os.path.join(ROOT, 'plugins')):
-        scripts.extend(os.path.join(base, f) for f in files if f.endswith(('.ps1', '.psm1', '.psd1')))
+    for top in ('plugins', 'files'):
+        for base, _dirs, files in os.walk(os.path.join(ROOT, top)):
+            scripts.extend(os.path.join(base, f) for f in files if f.endswith(('.ps1', '.psm1', '.psd1')))
+    assert len(scripts) >= 9
     problems = [f.format() for path in scripts for f in pscheck.check_file(path)]
     assert problems == []
+    assert [f.format() for f in pscheck.check_entries(os.path.join(ROOT, 'files', 'entries.json'))] == []
 
 
 # -- PS5xx pitfall rules: for each rule a script that must be reported and one that must pass --
@@ -408,9 +412,77 @@ def test_allow_comment_cannot_silence_51_compatibility_rules():
     assert rules('Write-Host "x"  # pscheck: allow PS302 we really want the console\n') == ['PS302']
 
 
-def test_shipped_evidence_script_findings_are_pitfalls_only():
-    """files/tetra_evidence.ps1 must at least stay free of 5.1 incompatibilities (PS1xx-PS4xx)."""
-    path = os.path.join(ROOT, 'files', 'tetra_evidence.ps1')
-    if not os.path.exists(path):
-        pytest.skip('files/tetra_evidence.ps1 not present')
-    assert [f.format() for f in pscheck.check_file(path) if not f.rule.startswith('PS5')] == []
+# -- PS600-PS604 the parts joined per entry ---------------------------------------------------------
+
+CORE = """param([string]$RequestFile)
+$Errors = @()
+function Write-Document { param($Document) $Document | ConvertTo-Json -Depth 8 -Compress }
+"""
+TOOLS = """$TaskRunning = 267009
+function Invoke-Captured { param($Path) return $Path }
+"""
+BLOCKS = """$ProbeOne = {
+    param($Path)
+    Invoke-Captured $Path
+}
+"""
+PROBES = """$ProbeHelpers = @('Invoke-Captured')
+function Start-Probe { return $ProbeOne }
+"""
+MAIN = """Write-Document (Start-Probe)
+$state = $TaskRunning
+"""
+
+
+def entries_folder(tmp_path, entries, actions=None, **texts):
+    parts = dict({'core.ps1': CORE, 'tools.ps1': TOOLS, 'blocks.ps1': BLOCKS, 'probes.ps1': PROBES, 'main.ps1': MAIN}, **texts)
+    for name, text in parts.items():
+        if text is not None:
+            (tmp_path / name).write_text(text, encoding='ascii')
+    manifest = tmp_path / 'entries.json'
+    manifest.write_text(json.dumps({'entries': entries, 'actions': actions or {'collect': 'collect'}}), encoding='utf-8')
+    return str(manifest)
+
+
+COMPLETE = ['core.ps1', 'tools.ps1', 'blocks.ps1', 'probes.ps1', 'main.ps1']
+
+
+def entry_rules(tmp_path, entries, actions=None, **texts):
+    return sorted(f.rule for f in pscheck.check_entries(entries_folder(tmp_path, entries, actions, **texts)))
+
+
+def test_a_complete_entry_passes(tmp_path):
+    assert entry_rules(tmp_path, {'collect': COMPLETE}) == []
+
+
+def test_an_entry_calling_a_function_of_a_part_it_lacks_is_reported(tmp_path):
+    # tools.ps1 defines Invoke-Captured (called by the probe block) and $TaskRunning (read by main.ps1).
+    assert entry_rules(tmp_path, {'collect': COMPLETE, 'small': ['core.ps1', 'blocks.ps1', 'probes.ps1', 'main.ps1']}) == ['PS600', 'PS601']
+
+
+def test_a_probe_block_calling_a_function_missing_from_the_helpers_is_reported(tmp_path):
+    probes = PROBES.replace("@('Invoke-Captured')", "@('Start-Probe')")
+    assert entry_rules(tmp_path, {'collect': COMPLETE}, **{'probes.ps1': probes}) == ['PS602']
+
+
+def test_a_part_over_the_line_limit_is_reported(tmp_path):
+    assert entry_rules(tmp_path, {'collect': COMPLETE}, **{'main.ps1': MAIN + '# filler\n' * 400}) == ['PS603']
+
+
+@pytest.mark.parametrize('entries, actions', [
+    ({'collect': COMPLETE + ['absent.ps1']}, None),
+    ({'collect': COMPLETE}, {'collect': 'collect', 'read_file': 'transfer'}),
+    ({'collect': COMPLETE[1:2] + COMPLETE[:1] + COMPLETE[2:]}, None),
+])
+def test_manifest_errors_are_reported(tmp_path, entries, actions):
+    assert entry_rules(tmp_path, entries, actions) == ['PS604']
+
+
+def test_a_part_in_no_entry_is_reported(tmp_path):
+    assert entry_rules(tmp_path, {'collect': COMPLETE}, **{'unused.ps1': '$x = 1\n'}) == ['PS604']
+
+
+def test_the_entries_option_fails_the_run(tmp_path):
+    manifest = entries_folder(tmp_path, {'collect': COMPLETE, 'small': ['core.ps1', 'main.ps1']})
+    done = subprocess.run([sys.executable, PSCHECK, '--entries', manifest], capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and 'PS600' in done.stdout

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from ansible.errors import AnsibleConnectionFailure
+from ansible.plugins.shell.powershell import ShellModule as PowerShellShell
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remote, _text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import (
@@ -265,3 +266,35 @@ def test_the_size_cap_is_the_callers(fake_connection):
     with pytest.raises(RemoteError) as caught:
         EvidenceCall(connection, {'deadline_s': 5}, script='x', max_bytes=2 ** 20).run()
     assert 'more than the 1 MB' in caught.value.result['msg'] and caught.value.result['timings']['attempts'] == 1
+
+
+# ---- the entries: parts joined on the controller (files/entries.json) ----
+
+CONTROLLER_ACTIONS = ('collect', 'probes_only', 'forceupdate', 'support_start', 'support_finish', 'read_file', 'support_cleanup')
+
+
+@pytest.mark.parametrize('action', CONTROLLER_ACTIONS)
+def test_every_action_the_collection_sends_runs_an_entry_that_handles_it(action):
+    script = _remote.script_for(action)
+    handled = re.search(r"^\$Request = Read-TetraRequest \$Document @\(([^)]*)\)", script, re.M)
+    assert handled and "'%s'" % action in handled.group(1)
+    assert script.startswith(load_script('tetra_core.ps1'))  # the param block comes first
+
+
+def test_an_action_without_an_entry_is_refused_on_the_controller():
+    with pytest.raises(ValueError, match="no endpoint script handles the action 'format_disk'"):
+        _remote.script_for('format_disk')
+
+
+def test_the_file_transfer_entry_runs_no_program_and_no_cim_and_is_small():
+    script = entry_script('transfer')
+    assert not re.search(r'Cim|Wmi|Invoke-Captured|Diagnostics\.Process|Start-Process|ScheduledTask', script)
+    # Windows' CreateProcess limit: the whole entry would fit on a powershell.exe command line.
+    assert len(_remote.encoded_command(PowerShellShell(), script)) < 32767
+    assert len(script) * 4 < len(entry_script('collect'))
+
+
+def test_parts_join_into_entries_in_the_manifest_order():
+    manifest = _remote.load_entries()
+    for entry, parts in manifest['entries'].items():
+        assert entry_script(entry) == '\n'.join(load_script(part) for part in parts)
