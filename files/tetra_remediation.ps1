@@ -5,6 +5,13 @@
 # bundle's start and finish (debug logging, packet capture, ipsupporttool), each start armed with its
 # own end on the endpoint (a one-shot LocalSystem safety-net task).
 
+# The capture tools: their program under %SystemRoot%, the request's command names for start and stop,
+# and how long each may take (seconds).
+$CaptureTools = @{
+    pktmon = @{ program = 'System32\pktmon.exe'; start = 'pktmon_start'; stop = 'pktmon_stop'; start_s = 30; stop_s = 60 }
+    netsh = @{ program = 'System32\netsh.exe'; start = 'netsh_trace_start'; stop = 'netsh_trace_stop'; start_s = 60; stop_s = 120 }
+}
+
 function Invoke-ForceUpdate {
     param($Request, $Sfc)
     $run = [ordered]@{ ran = $false; command = $null; exit_code = $null; duration_ms = 0; encoding = $null; refused = $null }
@@ -40,7 +47,7 @@ function Get-SafetyNetPlan {
         $delay = 3600 + 2 * [int]$Request.deadline_s
         $limit = 600
         $stop = @()
-        if ($capture -eq 'pktmon') { $stop += 'pktmon_stop' } elseif ($capture -eq 'netsh') { $stop += 'netsh_trace_stop' }
+        if ($CaptureTools.ContainsKey($capture)) { $stop += $CaptureTools[$capture].stop }
         $stop += 'sfc_log_stop'
     }
     # Whole-value checks (\z, W28): the name is a task name, never a folder path or a wildcard.
@@ -56,8 +63,8 @@ function Get-SafetyNetSteps {
     # System32 tools by full path, sfc.exe in the connector's folder (checked Cisco's by the caller).
     $steps = New-Object System.Collections.ArrayList
     foreach ($name in $Plan.stop) {
-        if ($name -eq 'pktmon_stop') { $path = Join-Path $env:SystemRoot 'System32\pktmon.exe' }
-        elseif ($name -eq 'netsh_trace_stop') { $path = Join-Path $env:SystemRoot 'System32\netsh.exe' }
+        $tool = @($CaptureTools.Values | Where-Object { $_.stop -eq $name })
+        if ($tool.Count -gt 0) { $path = Join-Path $env:SystemRoot $tool[0].program }
         elseif ($name -eq 'sfc_log_stop') { $path = $Sfc.path }
         else { throw (New-Object System.ArgumentException("not a stop command: $name")) }
         $command = Get-CommandArguments $Request $name $null
@@ -138,7 +145,8 @@ function Invoke-SupportStep {
     if ($Request.action -eq 'support_start') {
         $support.rolled_back = $null
         $maxMb = [int]$Request.capture_max_mb
-        if (($Request.capture -eq 'pktmon' -or $Request.capture -eq 'netsh') -and ($maxMb -lt 1 -or $maxMb -gt 4096)) {
+        $capturing = $CaptureTools.ContainsKey([string]$Request.capture)
+        if ($capturing -and ($maxMb -lt 1 -or $maxMb -gt 4096)) {
             # A capture always has a size limit (and the safety net is its time limit, W31).
             throw (New-Object System.ArgumentException("capture_max_mb out of bounds: $maxMb"))
         }
@@ -151,7 +159,7 @@ function Invoke-SupportStep {
             if (-not (Test-Path -LiteralPath $work -PathType Container)) { throw (New-Object System.IO.DirectoryNotFoundException("cannot create $work")) }
             $done.logging = $true
             $support.debug_logging = Invoke-Tool $Request $Sfc.path 'sfc_log_start' 30 $null
-            $done.capture = ($Request.capture -eq 'pktmon' -or $Request.capture -eq 'netsh')
+            $done.capture = $capturing
             $support.capture = Start-Capture $Request $values
             if ($done.capture) {
                 $support.capture.max_mb = $maxMb
@@ -171,8 +179,9 @@ function Invoke-SupportStep {
     try {
         $tool = Join-Path (Split-Path -Path $Sfc.path -Parent) 'ipsupporttool.exe'
         # Leave time inside the deadline for stopping the capture and debug logging afterwards.
-        $stopBudget = @{ pktmon = 60; netsh = 120 }[[string]$Request.capture]
-        $bundleSeconds = [Math]::Max(30, [int]$Request.deadline_s - 20 - 30 - [int]$stopBudget)
+        $tool = $CaptureTools[[string]$Request.capture]
+        $stopBudget = $(if ($tool) { $tool.stop_s } else { 0 })
+        $bundleSeconds = [Math]::Max(30, [int]$Request.deadline_s - 20 - 30 - $stopBudget)
         $support.bundle = Invoke-Tool $Request $tool 'ipsupporttool' $bundleSeconds $values
     } finally {
         $support.capture = Stop-Capture $Request
@@ -188,29 +197,28 @@ function Invoke-SupportStep {
     return $support
 }
 
+function Invoke-CaptureStep {
+    param($Request, [string]$Step, [hashtable]$Values)
+    # The request's capture tool, start or stop; $null when the request asks for no capture.
+    $tool = $CaptureTools[[string]$Request.capture]
+    if (-not $tool) { return $null }
+    $run = Invoke-Tool $Request (Join-Path $env:SystemRoot $tool.program) $tool[$Step] $tool[$Step + '_s'] $Values
+    return [ordered]@{ tool = $Request.capture; exit_code = $run.exit_code; output = $run.stdout; encoding = $run.encoding; error = $run.error }
+}
+
 function Start-Capture {
     param($Request, [hashtable]$Values)
-    $file = Join-Path $Values.work_dir 'capture.etl'
-    if ($Request.capture -eq 'pktmon') {
-        $run = Invoke-Tool $Request (Join-Path $env:SystemRoot 'System32\pktmon.exe') 'pktmon_start' 30 $Values
-    } elseif ($Request.capture -eq 'netsh') {
-        $run = Invoke-Tool $Request (Join-Path $env:SystemRoot 'System32\netsh.exe') 'netsh_trace_start' 60 $Values
-    } else {
-        return [ordered]@{ tool = 'none'; started = $false }
-    }
-    return [ordered]@{ tool = $Request.capture; file = $file; exit_code = $run.exit_code; output = $run.stdout; encoding = $run.encoding; error = $run.error }
+    $capture = Invoke-CaptureStep $Request 'start' $Values
+    if (-not $capture) { return [ordered]@{ tool = 'none'; started = $false } }
+    $capture.Insert(1, 'file', (Join-Path $Values.work_dir 'capture.etl'))
+    return $capture
 }
 
 function Stop-Capture {
     param($Request)
-    if ($Request.capture -eq 'pktmon') {
-        $run = Invoke-Tool $Request (Join-Path $env:SystemRoot 'System32\pktmon.exe') 'pktmon_stop' 60 $null
-    } elseif ($Request.capture -eq 'netsh') {
-        $run = Invoke-Tool $Request (Join-Path $env:SystemRoot 'System32\netsh.exe') 'netsh_trace_stop' 120 $null
-    } else {
-        return [ordered]@{ tool = 'none'; stopped = $false }
-    }
-    return [ordered]@{ tool = $Request.capture; exit_code = $run.exit_code; output = $run.stdout; encoding = $run.encoding; error = $run.error }
+    $capture = Invoke-CaptureStep $Request 'stop' $null
+    if (-not $capture) { return [ordered]@{ tool = 'none'; stopped = $false } }
+    return $capture
 }
 
 # ---- main of the remediation entry ----
