@@ -31,7 +31,7 @@ from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _reme
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import utc_now
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import write_file_atomic
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError, run_bounded
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request, check_path, fill_placeholders, windows_commands
 
 ARGUMENT_SPEC: dict[str, t.Any] = {
@@ -52,6 +52,8 @@ SUPPORT_DEADLINE_BOUNDS = (60, 3600)
 READ_DEADLINE_S = 60
 # Reconnect before support_finish after a wait this long: idle WinRM shells and SSH sessions get dropped.
 RECONNECT_AFTER_S = 300
+# A reconnect is network I/O: one that hangs is abandoned, and the next call reports the endpoint as it finds it.
+RECONNECT_BOUND_S = 30
 
 
 def _bounded(args: dict[str, t.Any], name: str, bounds: tuple[int, int], unit: str, why: str = '') -> None:
@@ -274,10 +276,8 @@ class ActionModule(TetraActionBase):
         return dict(support, errors=document.get('errors') or [])
 
     def reconnect(self) -> None:
-        try:
-            self._connection.reset()
-        except Exception:  # pylint: disable=broad-except  # best effort; the next call reports the real problem
-            pass
+        """Best effort, within RECONNECT_BOUND_S; the next call (bounded itself) reports the real problem."""
+        run_bounded(self._connection.reset, RECONNECT_BOUND_S, name='tetra-reconnect')
 
     @staticmethod
     def cleanup_state(capture: str, start: dict[str, t.Any], finish: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -340,3 +341,15 @@ def test_hostile_arguments_fail_clearly_before_any_call(tmp_path, args, text, ru
     with pytest.raises(AnsibleActionFail, match=re.escape(text)):
         run(endpoint, args)
     assert endpoint.requests == []
+
+
+def test_a_hanging_reconnect_is_abandoned_and_finish_still_runs(tmp_path, run_action, fake_connection, monkeypatch):
+    """The reconnect before support_finish is network I/O: a reset that never returns must not hold the task."""
+    monkeypatch.setattr(tetra_support_bundle, 'RECONNECT_BOUND_S', 0.2)
+    endpoint = FakeEndpoint(fail={'support_start': AnsibleConnectionFailure('Connection refused by the remote host')})
+    endpoint.connection = fake_connection(respond=endpoint.respond, reset_s=5.0)
+    started = time.monotonic()
+    result = run_action(ActionModule, endpoint.connection, {'dest': str(tmp_path), 'capture': 'pktmon', 'wait': 30}, False, 'ep-1')
+    assert time.monotonic() - started < 5.0
+    assert endpoint.connection.resets >= 1 and endpoint.actions == ['collect', 'support_start', 'support_finish']
+    assert 'support_finish ran' in result['msg'] and endpoint.debug_logging is False
