@@ -10,7 +10,8 @@ param([Parameter(Mandatory = $true)][string]$RequestFile, [string]$OutFile)
 
 $ErrorActionPreference = 'Stop'
 $manifest = Get-Content -LiteralPath (Join-Path $PSScriptRoot 'entries.json') -Raw -Encoding UTF8 | ConvertFrom-Json
-$action = [string](Get-Content -LiteralPath $RequestFile -Raw -Encoding UTF8 | ConvertFrom-Json).action
+# No -Encoding: 5.1 then honours a byte-order mark (a request re-saved as UTF-16 by an editor still reads).
+$action = [string](Get-Content -LiteralPath $RequestFile -Raw | ConvertFrom-Json).action
 $entry = $manifest.actions.$action
 if (-not $entry) { throw (New-Object System.ArgumentException("entries.json names no entry for the action '$action'")) }
 $parts = @($manifest.entries.$entry | ForEach-Object { Get-Content -LiteralPath (Join-Path $PSScriptRoot $_) -Raw -Encoding UTF8 })
