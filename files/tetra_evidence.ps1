@@ -9,6 +9,9 @@
 param([Parameter(Mandatory = $true)][string]$RequestFile, [string]$OutFile)
 
 $ErrorActionPreference = 'Stop'
+# .NET resolves relative paths against the process directory, not PowerShell's location: pass full paths.
+$RequestFile = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($RequestFile)
+if ($OutFile) { $OutFile = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($OutFile) }
 $manifest = Get-Content -LiteralPath (Join-Path $PSScriptRoot 'entries.json') -Raw -Encoding UTF8 | ConvertFrom-Json
 # No -Encoding: 5.1 then honours a byte-order mark (a request re-saved as UTF-16 by an editor still reads).
 $action = [string](Get-Content -LiteralPath $RequestFile -Raw | ConvertFrom-Json).action
