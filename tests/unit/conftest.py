@@ -159,8 +159,9 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        if self.fail_sleep:
-            raise self.fail_sleep
+        failure = self.fail_sleep
+        if failure is not None:
+            raise failure
         self.time += seconds
 
 

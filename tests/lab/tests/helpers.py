@@ -15,8 +15,8 @@ from tests.lab import Lab
 
 USER, PASSWORD = 'ansible', 'Lab-Passw0rd!'
 PREFIX = 'PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand '
-ALL_SECTIONS = ['install', 'posture', 'files', 'system', 'dns', 'tls', 'curl', 'http', 'roots', 'proxy']
-ALL_ACTIONS = ['collect', 'probes_only', 'forceupdate', 'support_start', 'support_finish', 'read_file', 'support_cleanup']
+ALL_SECTIONS = ('install', 'posture', 'files', 'system', 'dns', 'tls', 'curl', 'http', 'roots', 'proxy')
+ALL_ACTIONS = ('collect', 'probes_only', 'forceupdate', 'support_start', 'support_finish', 'read_file', 'support_cleanup')
 
 
 def entry_main(actions: t.Sequence[str] = ALL_ACTIONS, sections: t.Sequence[str] = ALL_SECTIONS, cim: bool = True) -> str:
