@@ -39,14 +39,12 @@ STATUS_MESSAGES = {
 }
 
 
-
 class ConsoleError(Exception):
     """A failed API call, with a message that never contains a secret."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
 
 
 def api_url(url: str | None, region: str | None) -> str:
