@@ -50,7 +50,8 @@ def parse_timestamp(text: str) -> datetime.datetime:
     match = _TIMESTAMP.fullmatch(text)
     if not match:
         raise ValueError('not a %s timestamp: %r' % (TIMESTAMP_FORMAT, text))
-    return datetime.datetime(*(int(part) for part in match.groups()), tzinfo=datetime.timezone.utc)
+    year, month, day, hour, minute, second = (int(part) for part in match.groups())
+    return datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc)
 
 
 def status_rank(status: object) -> int:
