@@ -249,7 +249,7 @@ def bench_fleet(size: int, slices: int, env: dict[str, str]) -> list[str]:
     with served_fleet(fleet, work, env) as inventory:
         one = finish(*start(diagnose_command(inventory, os.path.join(work, 'one')), env, os.path.join(work, 'one.log')))
         rows.append(fleet_row('diagnose.yml, one process, forks 50', len(hosts), one, report_rows(os.path.join(work, 'one'))[0]))
-        for mode in ('limit', 'inventory'):
+        for mode in ('limit', 'inventory') if slices else ():
             rows += bench_slices(inventory, hosts, slices, env, os.path.join(work, mode), mode)
     return rows
 
@@ -367,7 +367,7 @@ def main() -> None:
     parser.add_argument('--only-controller', action='store_true', help='run only the controller CPU measurements')
     parser.add_argument('--compare-ref', metavar='GIT_REF', help='also run diagnose.yml of this git ref beside the others (controller CPU)')
     parser.add_argument('--fleet', type=int, default=0, metavar='N', help='also run diagnose.yml over N endpoints, in one process and in slices')
-    parser.add_argument('--slices', type=int, default=4, help='parallel ansible-playbook processes for the sliced run of --fleet')
+    parser.add_argument('--slices', type=int, default=4, help='parallel ansible-playbook processes for the sliced runs of --fleet (0: none)')
     parser.add_argument('--only-fleet', action='store_true', help='run only the --fleet measurements')
     args = parser.parse_args()
     env = environment()
