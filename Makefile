@@ -65,7 +65,7 @@ help:
 	@echo '  lab-tests       pytest tests/lab/tests'
 	@echo '  test            all of the above: $(TEST_STEPS)'
 	@echo '  demo            start the lab fleet, run playbooks/diagnose.yml, print the report path'
-	@echo '  bench           side-by-side benchmarks against the lab (one round trip vs four, concurrent vs sequential, 500 hosts)'
+	@echo '  bench           side-by-side benchmarks against the lab (one round trip vs four, concurrent vs sequential, controller CPU, 500 and $(BENCH_FLEET) hosts, slices)'
 	@echo '  lab             serve the lab fleet $(FLEET) (inventory at $(LAB_INVENTORY))'
 	@echo '  clean           remove .build, tests/output and caches (keeps $(VENV))'
 
@@ -254,8 +254,14 @@ demo: collection
 	echo "demo: open the HTML report: file://$(BUILD)/demo/report.html"
 
 # Side-by-side benchmarks against the lab (not part of `make test`): see tests/bench/bench_diagnose.py.
+# BENCH_FLEET endpoints in one lab process: one ansible-playbook, then BENCH_SLICES parallel ones merged into one report.
+BENCH_FLEET  ?= 2000
+# BENCH_REF (a git ref, optional): also run that version's diagnose.yml beside this tree's (controller CPU).
+BENCH_SLICES ?= 4
+BENCH_REF    ?=
 bench: collection
-	$(VBIN)/python -m tests.bench.bench_diagnose --repeat 3 --scale --controller
+	$(VBIN)/python -m tests.bench.bench_diagnose --repeat 3 --scale --controller --fleet $(BENCH_FLEET) --slices $(BENCH_SLICES) \
+	  $(if $(BENCH_REF),--compare-ref $(BENCH_REF))
 
 clean:
 	rm -rf $(BUILD) tests/output .pytest_cache importer_result.json

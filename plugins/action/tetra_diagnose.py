@@ -29,6 +29,9 @@ FRESHNESS_SPEC: dict[str, t.Any] = {
     'evidence_file': {'type': 'path'},
     # The console's view of the computer (host variable tetra_console of the secure_endpoint.tetra.computers inventory).
     'console': {'type': 'dict'},
+    # The parsed facts are 95% of a result (about 10 KB per host) and the controller keeps every registered result
+    # until the play ends; the diagnose role drops them when the report will not need them.
+    'return_facts': {'type': 'bool', 'default': True},
 }
 
 
@@ -75,9 +78,11 @@ class ActionModule(TetraActionBase):
         return result
 
     console: dict[str, t.Any] | None = None
+    return_facts = True
 
     def run_action(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         self.console = args.get('console')
+        self.return_facts = args['return_facts']
         if args.get('evidence_file'):
             record = load_saved_evidence(args['evidence_file'])
             invalid = (record['evidence'] or {}).get('invalid_output') if isinstance(record['evidence'], dict) else None
@@ -132,4 +137,7 @@ class ActionModule(TetraActionBase):
                                     max_age_hours=freshness.get('max_age_hours') or 24)
         if 'timings' in extra:
             verdict['timings'] = {k: extra['timings'][k] for k in ('endpoint_ms', 'round_trip_ms')}
-        return dict(extra, verdict=verdict, facts=facts, freshness=freshness)
+        result = dict(extra, verdict=verdict, freshness=freshness)
+        if self.return_facts:
+            result['facts'] = facts
+        return result

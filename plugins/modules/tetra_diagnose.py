@@ -62,6 +62,16 @@ options:
         and a C(console_faults) finding). For an unreachable host the console's note is added to C(msg)."
     type: dict
     version_added: 1.0.0
+  return_facts:
+    description:
+      - Return the parsed facts the verdict was made from (RV(facts), about 10 KB per host).
+      - The controller keeps every registered result until the play ends, so large fleets that only need the
+        verdict save memory and CPU with V(false). M(secure_endpoint.tetra.tetra_report) needs the facts only to
+        judge hosts against the fleet's highest version when no latest version was known; the C(diagnose) role
+        passes V(false) when it knows the latest version.
+    type: bool
+    default: true
+    version_added: 1.1.0
 seealso:
   - module: secure_endpoint.tetra.tetra_posture
   - module: secure_endpoint.tetra.tetra_report
@@ -143,7 +153,7 @@ verdict:
       version_added: 1.0.0
 facts:
   description: All parsed facts the verdict was made from.
-  returned: when the endpoint returned evidence
+  returned: when the endpoint returned evidence and O(return_facts) is true
   type: dict
 freshness:
   description: The freshness settings used (latest, source, max_behind, max_age_hours).

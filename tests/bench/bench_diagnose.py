@@ -3,7 +3,7 @@
 
 """Side-by-side benchmarks against the lab, each variant next to its baseline in one run.
 
-    python -m tests.bench.bench_diagnose [--scale] [--repeat 3]
+    python -m tests.bench.bench_diagnose [--scale] [--controller [--compare-ref REF]] [--fleet N [--slices S]] [--repeat 3]
 
 1. One round trip (tetra_diagnose) vs the four single-purpose modules in a row (posture, resolve,
    tls_probe, proxy), on the catalog fleet: endpoint commands per host (from the lab's request log)
@@ -11,9 +11,15 @@
 2. Concurrent vs sequential probes on the hosts whose network is dead (firewall, revocation, proxy):
    endpoint time per host as the evidence reports it.
 3. With --scale: the 500-endpoint fleet at forks=50, hosts per minute.
+   With --fleet N (e.g. 2000): playbooks/diagnose.yml over N endpoints of one lab process (the scale500 mix,
+   scaled), then the same hosts as --slices S parallel ansible-playbook processes (round-robin slices, once
+   as --limit @file on the whole inventory, once with an inventory per slice as AWX job slicing gives them)
+   whose reports tetra_report merges into one; hosts/minute, controller CPU per host, peak memory (ru_maxrss
+   of the ansible-playbook process tree) and the merged row count, which must equal the host count.
 4. With --controller: controller CPU (user+sys of ansible and its workers) per host on 99 endpoints of the
    500-endpoint fleet: ad hoc ``raw`` with the tetra_summary callback (connection libraries imported once
-   in the parent) vs without, and playbooks/diagnose.yml vs a one-task ``raw`` playbook.
+   in the parent) vs without, and playbooks/diagnose.yml vs a one-task ``raw`` playbook (and, with
+   --compare-ref REF, the diagnose.yml of an earlier commit beside them).
 Prints a Markdown table; numbers are medians of --repeat runs. Not part of `make test` (no timed
 assertions anywhere); run it with `make bench`.
 """
@@ -21,6 +27,8 @@ assertions anywhere); run it with `make bench`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import resource
 import json
 import os
@@ -29,8 +37,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing as t
+
+import yaml
 
 from tests.lab.lab import Lab
+from tests.lab.scenario import load_fleet
 from tests.paths import REPO_ROOT
 
 FLEETS = os.path.join(REPO_ROOT, 'tests', 'lab', 'fleets')
@@ -124,6 +136,155 @@ def bench_scale(env: dict[str, str]) -> list[str]:
         return ['| scale500 (%d hosts), forks 50 | %d verdicts in %.0f s | %.0f hosts/minute |' % (len(lab.hosts), done, wall, done / wall * 60)]
 
 
+@dataclasses.dataclass
+class Run:
+    """One measured command: wall seconds, CPU seconds (user+sys) and peak RSS (MB) of it and every process it forked."""
+    wall: float
+    cpu: float
+    peak_mb: float
+    returncode: int
+
+
+def start(command: list[str], env: dict[str, str], log: str) -> tuple[subprocess.Popen[bytes], float]:
+    with open(log, 'wb') as out:
+        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT), time.monotonic()
+
+
+def finish(process: subprocess.Popen[bytes], started: float) -> Run:
+    """wait4 gives this child's own rusage, its waited-for workers included (times summed, maxrss the largest)."""
+    dummy, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Run(time.monotonic() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode)
+
+
+def scaled_fleet(template: str, size: int, dest: str) -> str:
+    """Write a fleet file of ``size`` endpoints with the host mix of ``template`` (counts scaled, rounded down, the rest
+    added to the first entry); scenario file paths are made absolute so the copy can live anywhere."""
+    with open(template, encoding='utf-8') as handle:
+        fleet = yaml.safe_load(handle)
+    base = os.path.dirname(os.path.abspath(template))
+    fleet['scenario_files'] = [os.path.normpath(os.path.join(base, path)) for path in fleet.get('scenario_files', [])]
+    total = sum(entry.get('count', 1) for entry in fleet['hosts'])
+    for entry in fleet['hosts']:
+        entry['count'] = entry.get('count', 1) * size // total
+        entry['name'] = entry['name'].replace('{index:03d}', '{index:05d}')
+    fleet['hosts'][0]['count'] += size - sum(entry['count'] for entry in fleet['hosts'])
+    with open(dest, 'w', encoding='utf-8') as handle:
+        yaml.safe_dump(fleet, handle, sort_keys=False)
+    return dest
+
+
+def slice_hosts(hosts: list[str], count: int) -> list[list[str]]:
+    """Round-robin slices (every count-th host), so each slice gets its share of every scenario; no empty slice."""
+    if count < 1:
+        raise ValueError('slices must be at least 1, got %d' % count)
+    return [part for part in (hosts[index::count] for index in range(count)) if part]
+
+
+def slice_inventory(text: str, hosts: list[str]) -> str:
+    """An INI inventory with only ``hosts`` in its host sections (group variables kept): what an AWX job slice gets."""
+    keep, lines, in_hosts = set(hosts), [], False
+    for line in text.splitlines():
+        if line.startswith('['):
+            in_hosts = ':' not in line
+        elif in_hosts and line.strip() and not line.startswith(('#', ';')) and line.split()[0] not in keep:
+            continue
+        lines.append(line)
+    return '\n'.join(lines) + '\n'
+
+
+def report_rows(folder: str) -> tuple[int, int]:
+    """(rows, distinct hosts) of the report.json in folder."""
+    with open(os.path.join(folder, 'report.json'), encoding='utf-8') as handle:
+        rows = json.load(handle)['hosts']
+    return len(rows), len({row['host'] for row in rows})
+
+
+def diagnose_command(inventory: str, report: str, limit: str | None = None, forks: int = 50) -> list[str]:
+    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', inventory, '-f', str(forks),
+               os.path.join(REPO_ROOT, 'playbooks', 'diagnose.yml'), '-e', 'tetra_latest_version=90606',
+               '-e', 'tetra_report_dir=' + report, '-e', '{"tetra_report_formats": ["json"]}']
+    return command + (['--limit', '@' + limit] if limit else [])
+
+
+def merge_command(reports: list[str], dest: str) -> list[str]:
+    args = json.dumps({'merge': reports, 'dest': dest, 'formats': ['json']})
+    return [os.path.join(os.path.dirname(sys.executable), 'ansible'), 'localhost', '-m', 'secure_endpoint.tetra.tetra_report', '-a', args]
+
+
+def fleet_row(label: str, hosts: int, run: Run, rows: int) -> str:
+    return ('| %s | %d hosts, %d report rows, rc %d | %.0f s wall, %.0f hosts/minute | %.3f CPU-s/host, peak %.0f MB |'
+            % (label, hosts, rows, run.returncode, run.wall, hosts / run.wall * 60, run.cpu / hosts, run.peak_mb))
+
+
+@contextlib.contextmanager
+def served_fleet(fleet: str, work: str, env: dict[str, str]) -> t.Iterator[str]:
+    """Serve ``fleet`` from its own process (python -m tests.lab serve) and yield its inventory path.
+
+    Not in this process: a child inherits the RSS of the process that forks it until it execs, and the kernel keeps
+    that as the child's ru_maxrss; a bench process holding thousands of endpoints would swamp the peak it measures."""
+    inventory = os.path.join(work, 'lab.ini')
+    with open(os.path.join(work, 'lab.log'), 'wb') as log:
+        lab = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'serve', '--fleet', fleet, '--inventory', inventory],
+                               cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not os.path.exists(inventory):
+            if lab.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit('the lab did not start (see %s)' % os.path.join(work, 'lab.log'))
+            time.sleep(0.5)
+        yield inventory
+    finally:
+        lab.terminate()
+        lab.wait(30)
+
+
+def bench_fleet(size: int, slices: int, env: dict[str, str]) -> list[str]:
+    """diagnose.yml over ``size`` endpoints in one process, then in ``slices`` parallel processes merged into one report,
+    once with --limit slices of the whole inventory and once with an inventory per slice (as AWX job slicing does)."""
+    work = tempfile.mkdtemp(prefix='tetra-bench-')
+    fleet = scaled_fleet(os.path.join(FLEETS, 'scale500.yml'), size, os.path.join(work, 'fleet.yml'))
+    hosts = sorted(spec.name for spec in load_fleet(fleet).hosts)
+    rows = ['', '| fleet run | hosts, report rows, exit code | wall, throughput | controller CPU per host, peak RSS |', '|---|---|---|---|']
+    with served_fleet(fleet, work, env) as inventory:
+        one = finish(*start(diagnose_command(inventory, os.path.join(work, 'one')), env, os.path.join(work, 'one.log')))
+        rows.append(fleet_row('diagnose.yml, one process, forks 50', len(hosts), one, report_rows(os.path.join(work, 'one'))[0]))
+        for mode in ('limit', 'inventory') if slices else ():
+            rows += bench_slices(inventory, hosts, slices, env, os.path.join(work, mode), mode)
+    return rows
+
+
+def slice_command(inventory: str, part: list[str], folder: str, mode: str, forks: int) -> list[str]:
+    """The ansible-playbook command of one slice: --limit @file on the whole inventory, or its own inventory."""
+    listing = os.path.join(folder, 'hosts' if mode == 'limit' else 'inventory.ini')
+    with open(inventory, encoding='utf-8') as source, open(listing, 'w', encoding='utf-8') as handle:
+        handle.write('\n'.join(part) + '\n' if mode == 'limit' else slice_inventory(source.read(), part))
+    if mode == 'limit':
+        return diagnose_command(inventory, os.path.join(folder, 'report'), listing, forks)
+    return diagnose_command(listing, os.path.join(folder, 'report'), forks=forks)
+
+
+def bench_slices(inventory: str, hosts: list[str], count: int, env: dict[str, str], work: str, mode: str) -> list[str]:
+    parts = slice_hosts(hosts, count)
+    forks = max(50 // len(parts), 1)  # the same concurrency as the single run, on the same cores
+    folders = [os.path.join(work, 'slice-%d' % index) for index in range(len(parts))]
+    started = []
+    for folder, part in zip(folders, parts, strict=True):
+        os.makedirs(folder)
+        started.append(start(slice_command(inventory, part, folder, mode, forks), env, os.path.join(folder, 'playbook.log')))
+    runs = [finish(*pair) for pair in started]
+    total = Run(max(run.wall for run in runs), sum(run.cpu for run in runs), max(run.peak_mb for run in runs), max(run.returncode for run in runs))
+    merged = finish(*start(merge_command([os.path.join(folder, 'report') for folder in folders], os.path.join(work, 'merged')),
+                           env, os.path.join(work, 'merge.log')))
+    rows, distinct = report_rows(os.path.join(work, 'merged'))
+    if rows != len(hosts) or distinct != len(hosts):
+        raise SystemExit('merged report has %d rows for %d distinct hosts, expected %d (logs in %s)' % (rows, distinct, len(hosts), work))
+    label = '%d parallel slices (%s), forks %d each; peak of one slice' % (len(parts), '--limit @file' if mode == 'limit' else 'own inventory', forks)
+    return [fleet_row(label, len(hosts), total, sum(report_rows(os.path.join(folder, 'report'))[0] for folder in folders)),
+            '| merge of the %d slice reports (tetra_report merge) | %d rows = %d hosts, one per host | %.1f s wall | %.2f CPU-s |'
+            % (len(parts), rows, len(hosts), merged.wall, merged.cpu)]
+
+
 RAW_PLAY = '''
 - hosts: windows
   gather_facts: false
@@ -144,7 +305,17 @@ def measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return time.monotonic() - started, _children_cpu() - cpu
 
 
-def bench_controller(repeat: int, env: dict[str, str], limit: str = 'ep-0*') -> list[str]:
+def staged_ref(ref: str) -> str:
+    """The collection as of git ``ref`` staged in a temporary collections path (for a before/after comparison)."""
+    root = tempfile.mkdtemp(prefix='tetra-ref-')
+    dest = os.path.join(root, 'ansible_collections', 'secure_endpoint', 'tetra')
+    os.makedirs(dest)
+    archive = subprocess.run(['git', 'archive', ref], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    subprocess.run(['tar', '-x', '-C', dest], input=archive, check=True)
+    return root
+
+
+def bench_controller(repeat: int, env: dict[str, str], limit: str = 'ep-0*', compare_ref: str | None = None) -> list[str]:
     bindir = os.path.dirname(sys.executable)
     plain = {k: v for k, v in env.items() if k != 'ANSIBLE_CALLBACKS_ENABLED'}
     with_cb = dict(plain, ANSIBLE_CALLBACKS_ENABLED='secure_endpoint.tetra.tetra_summary')
@@ -156,13 +327,22 @@ def bench_controller(repeat: int, env: dict[str, str], limit: str = 'ep-0*') -> 
         with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
             handle.write(RAW_PLAY)
         report = tempfile.mkdtemp()
-        diagnose = [os.path.join(bindir, 'ansible-playbook'), '-i', lab.inventory_path, '-f', '50', '--limit', limit,
-                    os.path.join(REPO_ROOT, 'playbooks', 'diagnose.yml'), '-e', 'tetra_latest_version=90606', '-e', 'tetra_report_dir=' + report]
+
+        def diagnose_play(collection: str) -> list[str]:
+            return [os.path.join(bindir, 'ansible-playbook'), '-i', lab.inventory_path, '-f', '50', '--limit', limit,
+                    os.path.join(collection, 'playbooks', 'diagnose.yml'), '-e', 'tetra_latest_version=90606', '-e', 'tetra_report_dir=' + report]
+        diagnose = diagnose_play(REPO_ROOT)
         raw_play = [os.path.join(bindir, 'ansible-playbook'), '-i', lab.inventory_path, '-f', '50', '--limit', limit, handle.name]
+        if compare_ref:
+            ref_root = staged_ref(compare_ref)
+            ref_diagnose = diagnose_play(os.path.join(ref_root, 'ansible_collections', 'secure_endpoint', 'tetra'))
+            res['ref'] = []
         for dummy in range(repeat):
             res['cb'].append(measured(adhoc, with_cb))
             res['plain'].append(measured(adhoc, plain))
             res['diag'].append(measured(diagnose, plain))
+            if compare_ref:
+                res['ref'].append(measured(ref_diagnose, dict(plain, ANSIBLE_COLLECTIONS_PATH=ref_root)))
             res['raw'].append(measured(raw_play, plain))
         os.unlink(handle.name)
     med = {k: (statistics.median(w for w, c in v), statistics.median(c for w, c in v)) for k, v in res.items()}
@@ -172,6 +352,10 @@ def bench_controller(repeat: int, env: dict[str, str], limit: str = 'ep-0*') -> 
     rows.append('| controller CPU per host, %d hosts, forks 50 | diagnose.yml: %.3f CPU-s/host, %.1f s wall | '
                 'one-task raw playbook: %.3f CPU-s/host, %.1f s wall (ratio %.2f) |'
                 % (hosts, med['diag'][1] / hosts, med['diag'][0], med['raw'][1] / hosts, med['raw'][0], med['diag'][1] / max(med['raw'][1], 1e-9)))
+    if compare_ref:
+        rows.append('| controller CPU per host, %d hosts, forks 50 | diagnose.yml of %s: %.3f CPU-s/host, %.1f s wall (ratio to raw %.2f) | '
+                    'diagnose.yml of this tree: %.3f CPU-s/host |'
+                    % (hosts, compare_ref, med['ref'][1] / hosts, med['ref'][0], med['ref'][1] / max(med['raw'][1], 1e-9), med['diag'][1] / hosts))
     return rows
 
 
@@ -181,17 +365,26 @@ def main() -> None:
     parser.add_argument('--scale', action='store_true', help='also run the 500-endpoint fleet')
     parser.add_argument('--controller', action='store_true', help='also measure controller CPU (callback preload, diagnose.yml vs raw)')
     parser.add_argument('--only-controller', action='store_true', help='run only the controller CPU measurements')
+    parser.add_argument('--compare-ref', metavar='GIT_REF', help='also run diagnose.yml of this git ref beside the others (controller CPU)')
+    parser.add_argument('--fleet', type=int, default=0, metavar='N', help='also run diagnose.yml over N endpoints, in one process and in slices')
+    parser.add_argument('--slices', type=int, default=4, help='parallel ansible-playbook processes for the sliced runs of --fleet (0: none)')
+    parser.add_argument('--only-fleet', action='store_true', help='run only the --fleet measurements')
     args = parser.parse_args()
     env = environment()
     rows = ['| case | variant | baseline |', '|---|---|---|']
     if args.only_controller:
-        print('\n'.join(rows + bench_controller(args.repeat, env)))
+        print('\n'.join(rows + bench_controller(args.repeat, env, compare_ref=args.compare_ref)))
+        return
+    if args.only_fleet:
+        print('\n'.join(bench_fleet(args.fleet, args.slices, env)[1:]))
         return
     rows += bench_catalog(args.repeat, env)
     if args.controller:
-        rows += bench_controller(args.repeat, env)
+        rows += bench_controller(args.repeat, env, compare_ref=args.compare_ref)
     if args.scale:
         rows += bench_scale(env)
+    if args.fleet:
+        rows += bench_fleet(args.fleet, args.slices, env)
     print('\n'.join(rows))
 
 

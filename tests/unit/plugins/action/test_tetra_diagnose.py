@@ -61,6 +61,14 @@ def test_diagnose_returns_a_verdict_with_timings(fake_connection, run_action):
     assert result['changed'] is False
 
 
+@pytest.mark.parametrize('return_facts', [True, False])
+def test_diagnose_returns_the_parsed_facts_only_when_asked(return_facts, fake_connection, run_action):
+    args = {'latest_version': 90606, 'return_facts': return_facts}
+    result = run_action(DiagnoseAction, fake_connection(revocation_blocked(healthy_document())), args)
+    assert ('facts' in result) is return_facts
+    assert result['verdict']['cause'] == 'revocation_check_failed' and result['freshness']['latest'] == 90606
+
+
 def test_diagnose_turns_garbage_into_an_unknown_verdict_not_a_failure(fake_connection, run_action):
     result = run_action(DiagnoseAction, fake_connection((0, b'\x00\xff garbage', b'')))
     assert not result.get('failed')
