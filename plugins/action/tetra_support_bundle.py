@@ -30,7 +30,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _remediation as rem
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._action import TetraActionBase
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import utc_now
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import write_file_atomic
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._files import write_file_atomic
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError, run_bounded
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request, check_path, fill_placeholders, windows_commands
 

@@ -143,8 +143,9 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible.utils.display import Display
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import (
-    ConsoleClient, ConsoleError, api_url, apply_query, console_state, is_aged, is_offline, matches,
+    ConsoleError, apply_query, console_state, is_aged, is_offline, matches,
 )
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console_api import ConsoleClient, api_url
 
 display = Display()
 _GUID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', re.I)

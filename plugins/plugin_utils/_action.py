@@ -24,7 +24,7 @@ from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common impo
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import MAX_OUTPUT_BYTES, EvidenceCall, RemoteError
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import REDACTED, redact, redact_text
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report import write_file_atomic
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._files import write_file_atomic
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import build_request, max_answer_bytes
 
 # redact() is the collection's one redaction (defined in _text.py, used by the endpoint call, which

@@ -16,14 +16,20 @@ import datetime
 import fnmatch
 import typing as t
 
+# Not the API client (_console_api): tetra_diagnose imports this module on every host, and the client
+# pulls in ansible.module_utils.urls (and cryptography) that a verdict never needs.
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import utc_moment
-# The API client lives in _console_api; its names stay importable from here, the one console module the
-# inventory plugin and the EDA event source load.
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console_api import (  # noqa: F401  pylint: disable=unused-import
-    ConsoleClient, ConsoleError, api_url,
-)
 
 Data = t.Dict[str, t.Any]
+
+
+class ConsoleError(Exception):
+    """A failed API call, with a message that never contains a secret."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 # Console findings (what the console state adds to a verdict; docs/causes.md lists the endpoint causes).
 DEFAULT_OFFLINE_HOURS = 72.0       # "not seen for days"

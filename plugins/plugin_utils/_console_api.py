@@ -19,6 +19,8 @@ from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import ConsoleError
+
 Data = t.Dict[str, t.Any]
 
 REGION_API_URLS = {
@@ -37,14 +39,6 @@ STATUS_MESSAGES = {
     403: 'access denied (403): the API credentials lack read access to computers',
     404: 'not found (404): check the API URL or region',
 }
-
-
-class ConsoleError(Exception):
-    """A failed API call, with a message that never contains a secret."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def api_url(url: str | None, region: str | None) -> str:

@@ -15,11 +15,11 @@ import datetime
 import json
 import os
 import re
-import tempfile
 import typing as t
 
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _plan
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common import STAMP_FORMAT, STATUS_ORDER, parse_timestamp, utc_moment, utc_now
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._files import write_file_atomic
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import AUTH_FAILURE
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._report_html import page
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import printable, redact
@@ -366,40 +366,6 @@ def fleet_lines(document: dict[str, t.Any], paths: dict[str, str], folder: str, 
         lines += _plan.plan_lines(document['plan'], plan_limit)
     lines += ['', 'Report: %s' % (paths.get('html') or paths.get('json') or folder)]
     return lines
-
-
-def _file_mode() -> int:
-    """0o666 less the process umask: what open() would have given a new file."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_file_atomic(path: str, data: str | bytes, mode: int | None = None) -> str:
-    """Create or replace ``path`` atomically without following any planted link.
-
-    The data goes to a new temporary file in the same folder, created by mkstemp (O_CREAT | O_EXCL |
-    O_NOFOLLOW, random name, owner-only until complete), flushed, then renamed over ``path``: rename
-    replaces a link at ``path`` itself, never its target, and readers see the old or the new file whole.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    payload = data.encode('utf-8', 'backslashreplace') if isinstance(data, str) else data
-    handle, temporary = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(handle, 'wb') as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, _file_mode() if mode is None else mode)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def write_report(folder: str, document: dict[str, t.Any], formats: t.Iterable[str]) -> dict[str, str]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import importlib
 import json
 import logging
 import os
@@ -93,11 +94,12 @@ LOG = logging.getLogger('secure_endpoint.tetra.console_definitions')
 DEFAULT_STATE_FILE = os.path.join(os.path.expanduser('~'), '.cache', 'secure_endpoint_tetra', 'console_definitions.json')
 
 
-def _import_console() -> t.Any:
-    """The collection's _console module, also when ansible-rulebook runs this file outside an import path."""
+def _import_plugin_utils(name: str) -> t.Any:
+    """A module of the collection's plugin_utils (_console, _console_api), also when ansible-rulebook runs this file
+    outside an import path."""
+    module = 'ansible_collections.secure_endpoint.tetra.plugins.plugin_utils.' + name
     try:
-        from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _console  # pylint: disable=import-outside-toplevel
-        return _console
+        return importlib.import_module(module)
     except ImportError:
         pass
     collection = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -105,8 +107,7 @@ def _import_console() -> t.Any:
     root = os.path.dirname(os.path.dirname(namespace))
     if os.path.basename(os.path.dirname(namespace)) == 'ansible_collections' and root not in sys.path:
         sys.path.insert(0, root)
-    from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _console  # pylint: disable=import-outside-toplevel
-    return _console
+    return importlib.import_module(module)
 
 
 class DedupState:
@@ -168,8 +169,9 @@ def _setting(args: dict[str, t.Any], name: str, env: str | None = None, default:
 
 def poll(console_mod: t.Any, args: dict[str, t.Any], state: DedupState, now: datetime.datetime) -> list[tuple[str, str, dict[str, t.Any]]]:
     """One poll: (connector GUID, episode, event) for every computer that needs an event and was not emitted yet."""
-    base = console_mod.api_url(_setting(args, 'url', 'SECURE_ENDPOINT_API_HOST'), _setting(args, 'region', 'SECURE_ENDPOINT_REGION', 'nam'))
-    client = console_mod.ConsoleClient(
+    api_mod = _import_plugin_utils('_console_api')
+    base = api_mod.api_url(_setting(args, 'url', 'SECURE_ENDPOINT_API_HOST'), _setting(args, 'region', 'SECURE_ENDPOINT_REGION', 'nam'))
+    client = api_mod.ConsoleClient(
         base, _setting(args, 'client_id', 'SECURE_ENDPOINT_CLIENT_ID'), _setting(args, 'api_key', 'SECURE_ENDPOINT_API_KEY'),
         timeout=int(_setting(args, 'timeout', default=30)), validate_certs=_bool(_setting(args, 'validate_certs', default=True)),
         ca_path=_setting(args, 'ca_path'), max_retries=int(_setting(args, 'max_retries', default=3)),
@@ -233,7 +235,7 @@ def _ansible_host(record: dict[str, t.Any], preference: list[str]) -> t.Any:
 
 async def main(queue: asyncio.Queue, args: dict[str, t.Any]) -> None:
     """The ansible-rulebook entry point."""
-    console_mod = _import_console()
+    console_mod = _import_plugin_utils('_console')
     state = DedupState(os.path.expanduser(str(_setting(args, 'state_file', default=DEFAULT_STATE_FILE))))
     interval = float(_setting(args, 'interval', default=300))
     once = _bool(_setting(args, 'once', default=False))

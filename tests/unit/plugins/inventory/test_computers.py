@@ -21,7 +21,7 @@ from ansible.plugins.doc_fragments.inventory_cache import ModuleDocFragment as I
 
 from ansible_collections.secure_endpoint.tetra.plugins.doc_fragments.console import ModuleDocFragment as ConsoleFragment
 from ansible_collections.secure_endpoint.tetra.plugins.inventory import computers
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import ConsoleClient
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console_api import ConsoleClient
 
 NAME = 'secure_endpoint.tetra.computers'
 KEY = 'S3cret-api-key-never-shown'

@@ -13,9 +13,9 @@ from urllib.error import HTTPError
 
 import pytest
 
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _console as console
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console_api import ConsoleClient, api_url
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._console import (
-    ConsoleClient, ConsoleError, apply_console, apply_query, console_state, definitions_state, event_reason, matches,
+    ConsoleError, apply_console, apply_query, console_state, definitions_state, event_reason, matches,
     unreachable_note,
 )
 
@@ -259,11 +259,11 @@ def test_bad_json_and_bad_shape():
 
 
 def test_api_url_and_missing_credentials():
-    assert console.api_url(None, 'eu') == 'https://api.eu.amp.cisco.com'
-    assert console.api_url('http://127.0.0.1:8080/', None) == 'http://127.0.0.1:8080'
+    assert api_url(None, 'eu') == 'https://api.eu.amp.cisco.com'
+    assert api_url('http://127.0.0.1:8080/', None) == 'http://127.0.0.1:8080'
     with pytest.raises(ConsoleError, match='user:password'):
-        console.api_url('https://id:key@api.amp.cisco.com', None)
+        api_url('https://id:key@api.amp.cisco.com', None)
     with pytest.raises(ConsoleError, match='region must be one of'):
-        console.api_url(None, 'mars')
+        api_url(None, 'mars')
     with pytest.raises(ConsoleError, match='client_id and api_key are required'):
         ConsoleClient('https://api.amp.cisco.com', 'id', '')

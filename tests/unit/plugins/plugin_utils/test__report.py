@@ -12,7 +12,7 @@ import typing as t
 
 import pytest
 
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _report
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils import _files, _report
 
 CHECKED = '2026-11-28T02:31:00Z'
 HOSTILE = '<script>alert("x")</script> | =cmd'
@@ -449,10 +449,10 @@ def test_write_file_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatc
         raise OSError('disk full')
     monkeypatch.setattr(os, 'replace', broken)
     with pytest.raises(OSError):
-        _report.write_file_atomic(str(tmp_path / 'a.json'), 'x')
+        _files.write_file_atomic(str(tmp_path / 'a.json'), 'x')
     assert os.listdir(str(tmp_path)) == []
 
 
 def test_write_file_atomic_gives_the_usual_permissions(tmp_path):
-    path = _report.write_file_atomic(str(tmp_path / 'a.json'), 'x')
-    assert os.stat(path).st_mode & 0o777 == _report._file_mode()
+    path = _files.write_file_atomic(str(tmp_path / 'a.json'), 'x')
+    assert os.stat(path).st_mode & 0o777 == _files._file_mode()
