@@ -128,6 +128,8 @@ PS602  a probe block (a script block assigned at a part's top level) calls a col
 PS603  a shipped part over 400 lines (one concern per part, readable in one sitting).
 PS604  entries.json names a part that does not exist, an action whose entry is missing, a files/*.ps1
        part no entry uses, or joins the part holding the param block after another part.
+PS605  a string literal spanning lines (here-string or quoted) in a part: the controller sends the entries
+       without comment-only lines (``_remote.wire_script``), which is only safe when no line is string data.
 
 Silencing a PS5xx finding on one line needs a reason: end the line with
 ``# pscheck: allow PS503 <reason>`` (several codes: ``PS503,PS508``). An allow comment without a
@@ -973,6 +975,7 @@ class _Part:
     blocks: list[tree_sitter.Node] = dataclasses.field(default_factory=list)
     helpers: set[str] = dataclasses.field(default_factory=set)
     param_block: tree_sitter.Node | None = None
+    multiline_strings: list[tree_sitter.Node] = dataclasses.field(default_factory=list)
 
     def finding(self, node: tree_sitter.Node, rule: str, message: str) -> Finding:
         line = self.data.splitlines()[node.start_point[0]].decode('utf-8', 'replace').strip() if self.data else ''
@@ -1001,6 +1004,8 @@ def _read_part(path: str) -> _Part:
             _note_assignment(part, node)
         elif node.type == 'variable':
             part.reads.append((_variable_key(node), node))
+        elif node.type == 'string_literal' and '\n' in _text(node):
+            part.multiline_strings.append(node)
         elif node.type == 'param_block' and _top_level(node):
             part.param_block = node
         elif node.type in ('script_parameter',):
@@ -1047,6 +1052,9 @@ def check_entries(manifest_path: str) -> list[Finding]:
     parts = {name: _read_part(os.path.join(folder, name)) for name in names}
     for part in parts.values():
         part.assigned |= _foreach_names(part)
+        findings += [part.finding(node, 'PS605', 'a string literal spanning lines: the entries travel without comment-only lines '
+                                  '(_remote.wire_script), which could change this string; build it with "`n" instead')
+                     for node in part.multiline_strings]
         lines = part.data.count(b'\n')
         if lines > PART_MAX_LINES:
             findings.append(Finding(part.path, 1, 1, 'PS603', f'{lines} lines, more than {PART_MAX_LINES}: split the part by concern', ''))

@@ -107,12 +107,21 @@ def entry_script(entry: str) -> str:
     return '\n'.join(load_script(part).replace('\r\n', '\n') for part in load_entries()['entries'][entry])
 
 
+@functools.lru_cache(maxsize=None)
+def wire_script(entry: str) -> str:
+    """The joined entry as sent: without comment-only and blank lines (a fifth of the bytes, on every call).
+
+    Safe because no part has a multi-line string literal (pscheck PS605), so no such line is data.
+    """
+    return '\n'.join(line for line in entry_script(entry).split('\n') if line.strip() and not line.lstrip().startswith('#')) + '\n'
+
+
 def script_for(action: str) -> str:
     """The joined script of the entry that handles this request action."""
     entry = load_entries()['actions'].get(action)
     if entry is None:
         raise ValueError('no endpoint script handles the action %r (files/entries.json)' % (action,))
-    return entry_script(entry)
+    return wire_script(entry)
 
 
 def encode_request(request: dict[str, t.Any]) -> str:

@@ -486,3 +486,8 @@ def test_the_entries_option_fails_the_run(tmp_path):
     manifest = entries_folder(tmp_path, {'collect': COMPLETE, 'small': ['core.ps1', 'main.ps1']})
     done = subprocess.run([sys.executable, PSCHECK, '--entries', manifest], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and 'PS600' in done.stdout
+
+
+@pytest.mark.parametrize('literal', ["@'\n# data\n'@", '"one\n# two"', "'q\n#r'"])
+def test_a_multi_line_string_in_a_part_is_reported(tmp_path, literal):
+    assert entry_rules(tmp_path, {'collect': COMPLETE}, **{'main.ps1': MAIN + '$text = %s\n' % literal}) == ['PS605']

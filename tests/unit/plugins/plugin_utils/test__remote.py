@@ -278,7 +278,7 @@ def test_every_action_the_collection_sends_runs_an_entry_that_handles_it(action)
     script = _remote.script_for(action)
     handled = re.search(r"^\$Request = Read-TetraRequest \$Document @\(([^)]*)\)", script, re.M)
     assert handled and "'%s'" % action in handled.group(1)
-    assert script.startswith(load_script('tetra_core.ps1'))  # the param block comes first
+    assert script.split('\n', 1)[0].startswith('param(')  # the core part, with the param block, comes first
 
 
 def test_an_action_without_an_entry_is_refused_on_the_controller():
@@ -298,3 +298,11 @@ def test_parts_join_into_entries_in_the_manifest_order():
     manifest = _remote.load_entries()
     for entry, parts in manifest['entries'].items():
         assert entry_script(entry) == '\n'.join(load_script(part) for part in parts)
+
+
+@pytest.mark.parametrize('entry', ['collect', 'remediation', 'transfer'])
+def test_the_wire_script_is_the_entry_without_comment_only_lines(entry):
+    full, wire = entry_script(entry).split('\n'), _remote.wire_script(entry).split('\n')
+    code = [line for line in full if line.strip() and not line.lstrip().startswith('#')]
+    assert wire[:-1] == code and wire[-1] == ''
+    assert len(_remote.wire_script(entry)) < 0.9 * len(entry_script(entry))
