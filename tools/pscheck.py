@@ -1008,8 +1008,13 @@ def _read_part(path: str) -> _Part:
             part.multiline_strings.append(node)
         elif node.type == 'param_block' and _top_level(node):
             part.param_block = node
-        elif node.type in ('script_parameter',):
+        elif node.type == 'script_parameter':
             part.assigned.update(_variable_key(v) for v in _iter_nodes(node) if v.type == 'variable')
+        elif node.type == 'foreach_statement':
+            # The loop variable (foreach ($x in ...)) counts as assigned.
+            loop = next((v for v in _iter_nodes(node) if v.type == 'variable'), None)
+            if loop is not None:
+                part.assigned.add(_variable_key(loop))
     return part
 
 
@@ -1030,17 +1035,6 @@ def _note_assignment(part: _Part, node: tree_sitter.Node) -> None:
         part.helpers.update(_strip_quotes(_text(v)).lower() for v in _iter_nodes(value) if v.type == 'string_literal')
 
 
-def _foreach_names(part: _Part) -> set[str]:
-    """Loop variables (``foreach ($x in ...)``) count as assigned."""
-    names = set()
-    for node in _iter_nodes(_parser().parse(part.data).root_node):
-        if node.type == 'foreach_statement':
-            first = next((v for v in _iter_nodes(node) if v.type == 'variable'), None)
-            if first is not None:
-                names.add(_variable_key(first))
-    return names
-
-
 def check_entries(manifest_path: str) -> list[Finding]:
     """PS600-PS604 over the parts of every entry of files/entries.json, joined as the controller joins them."""
     folder = os.path.dirname(os.path.abspath(manifest_path))
@@ -1051,15 +1045,14 @@ def check_entries(manifest_path: str) -> list[Finding]:
     names = sorted({name for parts in entries.values() for name in parts if os.path.isfile(os.path.join(folder, name))})
     parts = {name: _read_part(os.path.join(folder, name)) for name in names}
     for part in parts.values():
-        part.assigned |= _foreach_names(part)
         findings += [part.finding(node, 'PS605', 'a string literal spanning lines: the entries travel without comment-only lines '
                                   '(_remote.wire_script), which could change this string; build it with "`n" instead')
                      for node in part.multiline_strings]
         lines = part.data.count(b'\n')
         if lines > PART_MAX_LINES:
             findings.append(Finding(part.path, 1, 1, 'PS603', f'{lines} lines, more than {PART_MAX_LINES}: split the part by concern', ''))
-    all_functions = set().union(*(p.functions for p in parts.values())) if parts else set()
-    all_globals = set().union(*(p.globals for p in parts.values())) if parts else set()
+    all_functions = set().union(*(p.functions for p in parts.values()))
+    all_globals = set().union(*(p.globals for p in parts.values()))
     for entry, members in entries.items():
         joined = [parts[name] for name in members if name in parts]
         findings += _entry_findings(entry, joined, all_functions, all_globals)
@@ -1088,10 +1081,10 @@ def _manifest_findings(manifest_path: str, folder: str, manifest: dict[str, t.An
 
 def _entry_findings(entry: str, joined: list[_Part], all_functions: set[str], all_globals: set[str]) -> list[Finding]:
     findings = []
-    functions = set().union(*(p.functions for p in joined)) if joined else set()
-    globals_ = set().union(*(p.globals for p in joined)) if joined else set()
-    assigned = set().union(*(p.assigned for p in joined)) if joined else set()
-    helpers = set().union(*(p.helpers for p in joined)) if joined else set()
+    functions = set().union(*(p.functions for p in joined))
+    globals_ = set().union(*(p.globals for p in joined))
+    assigned = set().union(*(p.assigned for p in joined))
+    helpers = set().union(*(p.helpers for p in joined))
     for index, part in enumerate(joined):
         if part.param_block is not None and index > 0:
             findings.append(part.finding(part.param_block, 'PS604', f'entry {entry} joins this part, which has the script\'s param block, '

@@ -195,8 +195,7 @@ class EvidenceBuilder:
 
     def build(self) -> Built:
         action = self.request.get('action')
-        doc: dict[str, t.Any] = {'format': EVIDENCE_FORMAT, 'action': action, 'started': _iso(self.now), 'context': 'user',
-                                 'host': self.host()}
+        doc = self.header()
         forceupdate_at = None
         settle_safety_nets(self.state, self.now)
         self.spend(35)
@@ -220,11 +219,15 @@ class EvidenceBuilder:
 
     def refused(self, message: str) -> Built:
         """The document of a request the joined entry does not handle: host and the request error only."""
-        doc: dict[str, t.Any] = {'format': 1, 'action': self.request.get('action'), 'started': _iso(self.now), 'context': 'user',
-                                 'host': self.host()}
+        doc = self.header()
         self.spend(35)
         self.add_error('request', error('System.ArgumentException', -2147024809, message))
         return self.finish(doc, None)
+
+    def header(self) -> dict[str, t.Any]:
+        """What New-Document and the entry's host line write first, whatever the request."""
+        return {'format': EVIDENCE_FORMAT, 'action': self.request.get('action'), 'started': _iso(self.now), 'context': 'user',
+                'host': self.host()}
 
     def finish(self, doc: dict[str, t.Any], forceupdate_at: int | None) -> Built:
         doc['errors'] = self.errors
