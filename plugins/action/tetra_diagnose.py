@@ -16,7 +16,7 @@ from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._common impo
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._evidence import EvidenceError, parse_evidence
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._text import decode_text
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._messages import with_verdict_msg
-from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import RemoteError
+from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._remote import BackstopExpired, RemoteError, announced_bound_s, backstop_alarm
 from ansible_collections.secure_endpoint.tetra.plugins.plugin_utils._request import (
     COMMON_SPEC, NETWORK_SECTIONS, NETWORK_SPEC, POSTURE_SECTIONS,
 )
@@ -32,7 +32,14 @@ FRESHNESS_SPEC: dict[str, t.Any] = {
     # The parsed facts are 95% of a result (about 10 KB per host) and the controller keeps every registered result
     # until the play ends; the diagnose role drops them when the report will not need them.
     'return_facts': {'type': 'bool', 'default': True},
+    # Options not set on the task come from the host variables tetra_<option> (the diagnose role's variables): the role's
+    # task then has no template, which a worker would compile again for every host.
+    'from_vars': {'type': 'bool', 'default': False},
 }
+# Beyond the endpoint call's own bound (deadline + 30 s): the task's backstop when it sets no timeout keyword.
+BACKSTOP_MARGIN_S = 30
+# Options from_vars does not read as tetra_<option>: derived from the latest version, or the switch itself.
+_NOT_FROM_VARS = ('from_vars', 'latest_source', 'return_facts')
 
 
 def evidence_time(document: t.Any) -> datetime.datetime | None:
@@ -68,14 +75,58 @@ class ActionModule(TetraActionBase):
     SECTIONS = POSTURE_SECTIONS + NETWORK_SECTIONS
 
     def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+        if (self._task.args or {}).get('from_vars'):
+            self._task.args = self.args_from_vars(dict(self._task.args), task_vars or {})
         # Offline replay needs no endpoint: do not let ActionBase open a connection.
         if (self._task.args or {}).get('evidence_file'):
             self._requires_connection = False
-        result = with_verdict_msg(super().run(tmp, task_vars))
+        result = with_verdict_msg(self.run_with_backstop(tmp, task_vars))
         note = unreachable_note((self._task.args or {}).get('console')) if result.get('unreachable') else None
         if note and isinstance(self._task.args.get('console'), dict):
             result['msg'] = '%s (%s)' % (result.get('msg') or 'unreachable', note)
         return result
+
+    def run_with_backstop(self, tmp: t.Any, task_vars: dict[str, t.Any] | None) -> dict[str, t.Any]:
+        """The action, bounded at deadline + 60 s when the task sets no ``timeout`` keyword (the role sets none: a template).
+
+        A backstop that should never fire: the endpoint call returns within deadline + 30 s whatever the endpoint does.
+        """
+        if self._task.timeout:
+            return super().run(tmp, task_vars)
+        seconds = int(announced_bound_s((self._task.args or {}).get('deadline', 40))) + BACKSTOP_MARGIN_S
+        try:
+            with backstop_alarm(seconds):
+                return super().run(tmp, task_vars)
+        except BackstopExpired:
+            return {'failed': True, 'changed': False,
+                    'msg': 'tetra_diagnose did not return within %d s (deadline + 60 s, a backstop that should never fire: the '
+                           'endpoint call has its own bound of deadline + 30 s); report it with -vvv output' % seconds}
+
+    def args_from_vars(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+        """The task's arguments completed from the host variables tetra_<option>, as the diagnose role defines them.
+
+        A variable that is undefined, null or empty leaves the module default. The latest version is the user's
+        ``tetra_latest_version``, else the one the role fetched (``tetra_latest_fetched``, source versions.id); the parsed
+        facts are returned only when no latest version is known (the report then needs them, issue 13).
+        """
+        for option in self.ARGUMENT_SPEC:
+            if option not in args and option not in _NOT_FROM_VARS:
+                value = self.host_var(task_vars, 'tetra_' + option)
+                if value is not None:
+                    args[option] = value
+        fetched = self.host_var(task_vars, 'tetra_latest_fetched')
+        if 'latest_version' not in args and fetched is not None:
+            args['latest_version'] = fetched
+            args.setdefault('latest_source', 'versions.id')
+        args.setdefault('return_facts', args.get('latest_version') is None)
+        return args
+
+    def host_var(self, task_vars: dict[str, t.Any], name: str) -> t.Any:
+        """A host variable's value, templated as Ansible would; None when it is undefined, null or empty."""
+        if name not in task_vars:
+            return None
+        value = self._templar.template(task_vars[name])
+        return None if value is None or (isinstance(value, (str, list, dict)) and not value) else value
 
     console: dict[str, t.Any] | None = None
     return_facts = True

@@ -72,6 +72,24 @@ options:
     type: bool
     default: true
     version_added: 1.1.0
+  from_vars:
+    description:
+      - Take every option this task does not set from the host variable named C(tetra_) followed by the option's name,
+        the variables of the C(secure_endpoint.tetra.diagnose) role (C(tetra_region) for O(region), C(tetra_deadline) for
+        O(deadline), C(tetra_console) for O(console), and so on). A variable that is undefined, null or empty leaves the
+        option's default. Options set on the task win.
+      - O(latest_version) then also falls back to C(tetra_latest_fetched), the version the role fetched from
+        C(versions.id) (reported with O(latest_source=versions.id)), and O(return_facts) defaults to V(true) only when no
+        latest version is known.
+      - The C(diagnose) role sets it so that its task has no template, which a worker would compile again for every
+        host.
+    type: bool
+    default: false
+    version_added: 1.1.0
+notes:
+  - When the task sets no C(timeout) keyword, the action bounds itself at O(deadline) + 60 s as a backstop that should
+    never fire (the endpoint call returns within O(deadline) + 30 s whatever the endpoint does); the task then fails
+    with a message that says so.
 seealso:
   - module: secure_endpoint.tetra.tetra_posture
   - module: secure_endpoint.tetra.tetra_report
@@ -92,6 +110,11 @@ EXAMPLES = r'''
   secure_endpoint.tetra.tetra_diagnose:
     evidence_file: /var/tmp/tetra-evidence/ep-042.json
   delegate_to: localhost
+
+- name: Take the options from the host variables (group_vars tetra_region, tetra_proxy_server, ...), as the diagnose role does
+  secure_endpoint.tetra.tetra_diagnose:
+    from_vars: true
+    evidence_dir: /var/tmp/tetra-evidence
 '''
 
 RETURN = r'''

@@ -11,10 +11,12 @@ its runspace. The request (base64 JSON) and the script travel on stdin, read thr
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
 import re
+import signal
 import threading
 import time
 import typing as t
@@ -367,6 +369,35 @@ def run_bounded(function: t.Callable[[], t.Any], seconds: float, name: str = 'te
     return not worker.is_alive(), outcome
 
 
+class BackstopExpired(BaseException):
+    """Raised by the backstop alarm in the worker's main thread (a BaseException, so that no ``except Exception`` keeps it)."""
+
+
+def _expire(signum: int, frame: t.Any) -> None:
+    raise BackstopExpired()
+
+
+@contextlib.contextmanager
+def backstop_alarm(seconds: int) -> t.Iterator[bool]:
+    """SIGALRM after ``seconds`` raises BackstopExpired: the bound of a task that sets no ``timeout`` keyword.
+
+    The worker runs the task in its main thread and nothing else there uses SIGALRM (ansible-core's own task
+    ``timeout`` is the same alarm, so the caller arms this one only without it). Yields False, with no alarm,
+    outside the main thread, where Python cannot install a signal handler.
+    """
+    try:
+        previous = signal.signal(signal.SIGALRM, _expire)
+    except ValueError:
+        yield False
+        return
+    signal.alarm(max(int(seconds), 1))
+    try:
+        yield True
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class _BoundedClose:
     """Replaces a connection's ``close``: the plugin's own close, abandoned after ``_CLOSE_S`` seconds.
 
@@ -405,3 +436,10 @@ def bound_close(connection: t.Any) -> None:
         connection.close = _BoundedClose(connection, close)
     except AttributeError:
         pass
+
+
+# Read and joined at import: the linear strategy imports each task's action plugin in the controller's main process
+# before it forks the task's workers (action_loader.get(class_only=True) for BYPASS_HOST_LOOP), so every worker
+# inherits the scripts instead of reading and joining the parts again for its host.
+for _entry in load_entries()['entries']:
+    wire_script(_entry)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import typing as t
 
 import pytest
@@ -251,6 +253,62 @@ def test_fail_on_gate_fails_the_play(catalog_run: Run, lab_catalog: t.Any, ansib
     assert done.returncode == 2, done.stdout[-3000:]
     assert '1 host(s) have a status in failing: %s' % failing[0] in done.stdout
     assert 'TETRA SUMMARY (2 hosts)' in done.stdout
+
+
+@pytest.fixture(name='versions_id_url')
+def versions_id_url_fixture(lab_catalog: t.Any) -> t.Iterator[str]:
+    """A local stand-in for update.amp.cisco.com/av64bit/versions.id announcing the lab's latest version."""
+    body = ('<?xml version="1.0"?><versions><version value="%d"/></versions>' % lab_catalog.latest_version).encode('ascii')
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: t.Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield 'http://127.0.0.1:%d/av64bit/versions.id' % server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+def test_the_fetched_latest_version_reaches_every_verdict_without_facts(catalog_run: Run, lab_catalog: t.Any, ansible_env: dict[str, str],
+                                                                        run_playbook: t.Callable[..., t.Any], versions_id_url: str,
+                                                                        tmp_path: t.Any) -> None:
+    """The role fetches versions.id once; the action (from_vars) judges every host with it and leaves the facts out."""
+    statuses = {host: record['status'] for host, record in catalog_run.rows.items()}
+    limit = ','.join(sorted(host for host, status in statuses.items() if status in ('ok', 'stale'))[:4])
+    register = tmp_path / 'registered'
+    register.mkdir()
+    extra = json.dumps({'tetra_report_dir': str(tmp_path / 'fetched'), 'tetra_latest_url': versions_id_url})
+    play = tmp_path / 'fetch.yml'
+    play.write_text(FETCH_PLAY % {'playbook': PLAYBOOK, 'out': register}, encoding='utf-8')
+    done = run_playbook(['-i', lab_catalog.inventory, str(play), '--limit', limit, '-e', extra], ansible_env, 'diagnose-fetched.log')
+    assert done.returncode == 0, done.stdout[-3000:]
+    rows = read_json(str(tmp_path / 'fetched' / 'report.json'))['hosts']
+    assert sorted(row['host'] for row in rows) == sorted(limit.split(','))
+    for row in rows:
+        assert (row['versions']['latest'], row['versions']['latest_source']) == (lab_catalog.latest_version, 'versions.id'), row
+        registered = read_json(str(register / (row['host'] + '.json')))
+        assert 'facts' not in registered and registered['freshness']['source'] == 'versions.id', registered.keys()
+
+
+FETCH_PLAY = """
+- ansible.builtin.import_playbook: %(playbook)s
+- name: Keep what each host registered
+  hosts: "{{ tetra_hosts | default('windows') }}"
+  gather_facts: false
+  tasks:
+    - ansible.builtin.copy: {content: "{{ tetra_diagnosis | to_json }}", dest: "%(out)s/{{ inventory_hostname }}.json", mode: "0644"}
+      delegate_to: localhost
+"""
 
 
 def test_ansible_runner_artifacts_carry_the_summary(lab_catalog: t.Any, ansible_env: dict[str, str], tmp_path: t.Any) -> None:

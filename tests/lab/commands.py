@@ -53,6 +53,20 @@ PRESERVE_RC = re.compile(r"^If \(-not \$\?\) \{ If \(Get-Variable LASTEXITCODE -
                          r"\{ exit \$LASTEXITCODE \} Else \{ exit 1 \} \}$", re.M)
 
 
+# Start-Sleep with a whole number of seconds or milliseconds, named or positional (-Seconds is the first position):
+# https://learn.microsoft.com/powershell/module/microsoft.powershell.utility/start-sleep (5.1). A benchmark baseline
+# whose endpoint takes as long as a diagnosis; anything else Start-Sleep accepts is refused as unknown.
+_START_SLEEP = re.compile(r'start-sleep\s+(?:(-seconds\s+|-s\s+)?(\d{1,4})|(?:-milliseconds|-m)\s+(\d{1,7}))', re.I)
+
+
+def sleep_seconds(text: str) -> float | None:
+    """Seconds a ``Start-Sleep`` statement sleeps, or None when the statement is not one."""
+    match = _START_SLEEP.fullmatch(text.strip())
+    if match is None:
+        return None
+    return float(match.group(2)) if match.group(2) is not None else int(match.group(3)) / 1000
+
+
 @dataclasses.dataclass
 class Execution:
     """The outcome of one command and how long the endpoint needs for it (lab seconds)."""
@@ -270,13 +284,15 @@ class CommandRunner:
         statement = PRELUDE.sub('', script).strip().splitlines()
         text = statement[0].strip() if statement else ''
         text = re.sub(r';\s*(If \(-not \$\?\).*|exit \$LASTEXITCODE)$', '', text).strip()
-        answer = self.known_command(text)
+        slept = sleep_seconds(text)
+        answer = (0, '') if slept is not None else self.known_command(text)
         if answer is None:
             name = text.split()[0] if text.split() else text
             return self.powershell_error(text, texts.message(self.culture, 'not_recognized', name=name), 'ObjectNotFound',
                                          'CommandNotFoundException', name=name)
         exit_code, out = answer
-        return Execution(out.encode('utf-8'), b'', exit_code, self.startup_s() + 0.03, script, hang=bool(self.state.scenario['faults']['hang']))
+        return Execution(out.encode('utf-8'), b'', exit_code, self.startup_s() + 0.03 + (slept or 0.0), script,
+                         hang=bool(self.state.scenario['faults']['hang']))
 
     def known_command(self, text: str) -> tuple[int, str] | None:
         """The few commands the lab can answer; None for anything else."""
