@@ -77,7 +77,7 @@ options:
       - Take every option this task does not set from the host variable named C(tetra_) followed by the option's name,
         the variables of the C(secure_endpoint.tetra.diagnose) role (C(tetra_region) for O(region), C(tetra_deadline) for
         O(deadline), C(tetra_console) for O(console), and so on). A variable that is undefined, null or empty leaves the
-        option's default. Options set on the task win.
+        option's default. Options set on the task, including by C(module_defaults), win.
       - O(latest_version) then also falls back to C(tetra_latest_fetched), the version the role fetched from
         C(versions.id) (reported with O(latest_source=versions.id)), and O(return_facts) defaults to V(true) only when no
         latest version is known.

@@ -289,8 +289,15 @@ RAW_PLAY = '''
 - hosts: windows
   gather_facts: false
   tasks:
-    - ansible.builtin.raw: hostname
+    - ansible.builtin.raw: %s
 '''
+
+
+def median_endpoint_ms(report: str) -> int:
+    """The median time the endpoints of a diagnose.yml run took (report rows' timings.endpoint_ms)."""
+    with open(os.path.join(report, 'report.json'), encoding='utf-8') as handle:
+        rows = json.load(handle)['hosts']
+    return int(statistics.median((row.get('timings') or {}).get('endpoint_ms') or 0 for row in rows))
 
 
 def _children_cpu() -> float:
@@ -323,9 +330,9 @@ def bench_controller(repeat: int, env: dict[str, str], limit: str = 'ep-0*', com
     with Lab(os.path.join(FLEETS, 'scale500.yml')) as lab:
         hosts = len([h for h in lab.hosts if h.startswith(limit.rstrip('*'))])
         adhoc = [os.path.join(bindir, 'ansible'), 'windows', '-i', lab.inventory_path, '-f', '25', '--limit', limit, '-m', 'raw', '-a', 'hostname']
-        res: dict[str, list[tuple[float, float]]] = {'cb': [], 'plain': [], 'diag': [], 'raw': []}
+        res: dict[str, list[tuple[float, float]]] = {'cb': [], 'plain': [], 'diag': [], 'raw': [], 'same': []}
         with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
-            handle.write(RAW_PLAY)
+            handle.write(RAW_PLAY % 'hostname')
         report = tempfile.mkdtemp()
 
         def diagnose_play(collection: str) -> list[str]:
@@ -333,6 +340,13 @@ def bench_controller(repeat: int, env: dict[str, str], limit: str = 'ep-0*', com
                     os.path.join(collection, 'playbooks', 'diagnose.yml'), '-e', 'tetra_latest_version=90606', '-e', 'tetra_report_dir=' + report]
         diagnose = diagnose_play(REPO_ROOT)
         raw_play = [os.path.join(bindir, 'ansible-playbook'), '-i', lab.inventory_path, '-f', '50', '--limit', limit, handle.name]
+        # The same one-task raw playbook with an endpoint that takes as long as a diagnosis (measured by a first, unmeasured
+        # diagnose.yml run): ansible-core's parent polls its workers for as long as they run, whatever the task.
+        measured(diagnose, plain)
+        sleep_ms = median_endpoint_ms(report)
+        with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as same:
+            same.write(RAW_PLAY % ('Start-Sleep -Milliseconds %d' % sleep_ms))
+        same_play = raw_play[:-1] + [same.name]
         if compare_ref:
             ref_root = staged_ref(compare_ref)
             ref_diagnose = diagnose_play(os.path.join(ref_root, 'ansible_collections', 'secure_endpoint', 'tetra'))
@@ -344,7 +358,9 @@ def bench_controller(repeat: int, env: dict[str, str], limit: str = 'ep-0*', com
             if compare_ref:
                 res['ref'].append(measured(ref_diagnose, dict(plain, ANSIBLE_COLLECTIONS_PATH=ref_root)))
             res['raw'].append(measured(raw_play, plain))
+            res['same'].append(measured(same_play, plain))
         os.unlink(handle.name)
+        os.unlink(same.name)
     med = {k: (statistics.median(w for w, c in v), statistics.median(c for w, c in v)) for k, v in res.items()}
     rows.append('| ad hoc raw, %d hosts, forks 25 | tetra_summary enabled (libraries preloaded): %.1f CPU-s, %.1f s wall | '
                 'no callback: %.1f CPU-s, %.1f s wall (%.2fx CPU) |'
@@ -352,6 +368,11 @@ def bench_controller(repeat: int, env: dict[str, str], limit: str = 'ep-0*', com
     rows.append('| controller CPU per host, %d hosts, forks 50 | diagnose.yml: %.3f CPU-s/host, %.1f s wall | '
                 'one-task raw playbook: %.3f CPU-s/host, %.1f s wall (ratio %.2f) |'
                 % (hosts, med['diag'][1] / hosts, med['diag'][0], med['raw'][1] / hosts, med['raw'][0], med['diag'][1] / max(med['raw'][1], 1e-9)))
+    rows.append('| controller CPU per host, %d hosts, forks 50 | diagnose.yml: %.3f CPU-s/host, %.1f s wall | '
+                'one-task raw playbook whose endpoint takes as long (Start-Sleep %d ms, the median diagnosis): %.3f CPU-s/host, '
+                '%.1f s wall (ratio %.2f) |'
+                % (hosts, med['diag'][1] / hosts, med['diag'][0], sleep_ms, med['same'][1] / hosts, med['same'][0],
+                   med['diag'][1] / max(med['same'][1], 1e-9)))
     if compare_ref:
         rows.append('| controller CPU per host, %d hosts, forks 50 | diagnose.yml of %s: %.3f CPU-s/host, %.1f s wall (ratio to raw %.2f) | '
                     'diagnose.yml of this tree: %.3f CPU-s/host |'
