@@ -168,7 +168,7 @@ def test_a_task_without_timeout_is_bounded_by_the_backstop(fake_connection, make
 
 def test_a_task_with_its_own_timeout_gets_no_second_alarm(fake_connection, make_action, monkeypatch):
     armed = []
-    monkeypatch.setattr(diagnose_module, 'backstop_alarm', lambda seconds: armed.append(seconds))
+    monkeypatch.setattr(diagnose_module, 'backstop_alarm', armed.append)
     action = make_action(DiagnoseAction, fake_connection(healthy_document()), {'latest_version': 90606})
     action._task.timeout = 100
     assert action.run(task_vars={'inventory_hostname': 'ep-1'})['verdict']['status'] == 'ok' and armed == []
