@@ -378,21 +378,21 @@ def _expire(signum: int, frame: t.Any) -> None:
 
 
 @contextlib.contextmanager
-def backstop_alarm(seconds: int) -> t.Iterator[bool]:
+def backstop_alarm(seconds: int) -> t.Iterator[None]:
     """SIGALRM after ``seconds`` raises BackstopExpired: the bound of a task that sets no ``timeout`` keyword.
 
     The worker runs the task in its main thread and nothing else there uses SIGALRM (ansible-core's own task
-    ``timeout`` is the same alarm, so the caller arms this one only without it). Yields False, with no alarm,
-    outside the main thread, where Python cannot install a signal handler.
+    ``timeout`` is the same alarm, so the caller arms this one only without it). Outside the main thread, where
+    Python cannot install a signal handler, there is no alarm.
     """
     try:
         previous = signal.signal(signal.SIGALRM, _expire)
     except ValueError:
-        yield False
+        yield
         return
     signal.alarm(max(int(seconds), 1))
     try:
-        yield True
+        yield
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

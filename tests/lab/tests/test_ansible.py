@@ -15,6 +15,7 @@ import typing as t
 import pytest
 
 from tests.lab import Lab
+from tests.lab.commands import sleep_seconds
 
 from .helpers import SCRIPT, command_line, input_launch, request
 
@@ -51,6 +52,25 @@ def test_unknown_command_fails_like_powershell(tetra_lab: Lab) -> None:
     result = ansible(tetra_lab.inventory_path, 'healthy', '-m', 'raw', '-a', 'Get-Date')['healthy']
     assert result['rc'] == 1 and result['msg'] == 'non-zero return code'
     assert "The term 'Get-Date' is not recognized" in result['stdout'] + result.get('stderr', '') + result.get('msg', '')
+
+
+def test_start_sleep_answers_after_its_time_and_other_forms_fail(tetra_lab: Lab) -> None:
+    """The benchmark's same-duration baseline: Start-Sleep as PowerShell 5.1 takes it, nothing the lab cannot time."""
+    before = len(tetra_lab.requests('healthy'))
+    result = ansible(tetra_lab.inventory_path, 'healthy', '-m', 'raw', '-a', 'Start-Sleep -Seconds 30')['healthy']
+    assert result['rc'] == 0 and result['stdout'] == ''
+    slept = tetra_lab.requests('healthy')[before:]
+    assert [entry['exit_code'] for entry in slept] == [0] and slept[0]['duration_ms'] >= 30000 * tetra_lab.time_scale
+    refused = ansible(tetra_lab.inventory_path, 'healthy', '-m', 'raw', '-a', 'Start-Sleep -Minutes 1')['healthy']
+    assert refused['rc'] == 1 and "The term 'Start-Sleep' is not recognized" in refused['stdout'] + refused.get('stderr', '')
+
+
+@pytest.mark.parametrize('text, seconds', [
+    ('Start-Sleep 3', 3.0), ('start-sleep -Seconds 2', 2.0), ('Start-Sleep -s 1', 1.0), ('Start-Sleep -Milliseconds 250', 0.25),
+    ('Start-Sleep -m 5', 0.005), ('Start-Sleep -Seconds 1.5', None), ('Start-Sleep', None), ('Start-Sleep -Minutes 1', None), ('hostname', None),
+])
+def test_sleep_seconds_reads_start_sleep_as_powershell_binds_it(text: str, seconds: float | None) -> None:
+    assert sleep_seconds(text) == seconds
 
 
 def winrm_connection(lab: Lab, host: str) -> t.Any:
